@@ -1,0 +1,6 @@
+"""Model-zoo tables (and the low-shot plot) rendered from the results store into README.md.
+
+`python -m reports [--results results/results.jsonl] [--readme README.md] [--check | --init]`;
+`reports.tables.build_tables(frame)`, `reports.render.render_readme(results, readme, init=False)`,
+`reports.render.check_readme(results, readme)`, `reports.plots.lowshot_plot(frame, out_png)`.
+"""
