@@ -84,7 +84,8 @@ def rows_from_measurements(prov: Provenance, measurements: Iterable[Measurement]
     return [
         ResultRow(
             model=prov.model, pretrain_config=prov.pretrain_config,
-            checkpoint_sha256=prov.checkpoint_sha256, benchmark=prov.benchmark, dataset=m.dataset, layer=m.layer, k=m.k, variant=m.variant, metric=m.metric,
+            checkpoint_sha256=prov.checkpoint_sha256, benchmark=prov.benchmark, dataset=m.dataset,
+            layer=m.layer, k=m.k, variant=m.variant, metric=m.metric,
             value=float(m.value), status="ok", reason=None, engine=m.engine,
             benchmark_version=prov.benchmark_version, config_hash=prov.config_hash,
             git_sha=prov.git_sha, seed=prov.seed, time=time,
@@ -127,7 +128,8 @@ class ResultStore:
         """All rows as a DataFrame (empty, with the columns, when there is no store yet)."""
         if not self.path.exists() or self.path.stat().st_size == 0:
             return pd.DataFrame(columns=list(COLUMNS))
-        records = [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        records = [json.loads(line) for line in lines if line.strip()]
         frame = pd.DataFrame.from_records(records, columns=list(COLUMNS))
         frame["k"] = frame["k"].astype("Int64")
         frame["value"] = frame["value"].astype("Float64")
