@@ -1,0 +1,75 @@
+"""The one literal registry of benchmarks: every table of the reference page is covered.
+
+Each entry names the evaluator's entry function, its reference config (values from the named
+source) and the tiny config CI runs. Nothing is resolved from strings at run time.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dcbench.backbone import Backbone
+from dcbench.context import RunContext
+from dcbench.results import Measurement
+
+RunFn = Callable[[Backbone, Path, Any, RunContext], list[Measurement]]
+
+
+@dataclass(frozen=True)
+class Pending:
+    """Config placeholder of a benchmark that is not implemented yet."""
+
+    note: str
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    table: str
+    run: RunFn | None
+    config: Any
+    tiny: Any
+    note: str = field(default="")
+
+
+def _pending(table: str, note: str) -> BenchmarkSpec:
+    return BenchmarkSpec(table=table, run=None, config=Pending(note), tiny=Pending(note), note=note)
+
+
+EVALUATORS: dict[str, BenchmarkSpec] = {
+    "voc07_svm": _pending("voc_svm", "VOC07 SVM"),
+    "voc07_lowshot": _pending("voc_svm", "VOC07 low-shot SVM"),
+    "linear_imagenet": _pending("linear_imagenet", "multi-head linear, ImageNet"),
+    "linear_avgpool_imagenet": _pending("linear_imagenet", "AvgPool linear, ImageNet"),
+    "linear_inat18": _pending("linear_inat18", "multi-head linear, iNaturalist2018"),
+    "linear_avgpool_inat18": _pending("linear_inat18", "AvgPool linear, iNaturalist2018"),
+    "linear_places205": _pending("linear_places205", "multi-head linear, Places205"),
+    "linear_avgpool_places205": _pending("linear_places205", "AvgPool linear, Places205"),
+    "semisup_1pct": _pending("semisup", "semi-supervised 1% ImageNet"),
+    "semisup_10pct": _pending("semisup", "semi-supervised 10% ImageNet"),
+    "det_voc0712": _pending("det_voc0712", "Faster R-CNN R50-C4 VOC07+12"),
+    "det_coco": _pending("det_coco", "Mask R-CNN R50-FPN COCO2017"),
+    "seg_voc12aug": _pending("seg_voc12aug", "FCN R50-D8 VOC12+Aug"),
+    "seg_cityscapes": _pending("seg_cityscapes", "FCN R50-D8 Cityscapes"),
+}
+
+
+class UnknownBenchmarkError(KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def resolve(names: Sequence[str]) -> list[str]:
+    """Validate benchmark names ('all' expands to every one), keeping registry order."""
+    wanted = list(EVALUATORS) if list(names) in (["all"], []) else list(dict.fromkeys(names))
+    for name in wanted:
+        if name not in EVALUATORS:
+            close = difflib.get_close_matches(name, list(EVALUATORS), n=3, cutoff=0.4)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise UnknownBenchmarkError(
+                f"unknown benchmark {name!r}{hint} Known: {', '.join(EVALUATORS)}"
+            )
+    return wanted
