@@ -10,11 +10,13 @@ import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from dcbench.backbone import Backbone
 from dcbench.context import RunContext
 from dcbench.results import Measurement
+from evaluators import linear, linear_avgpool, semisup
 
 RunFn = Callable[[Backbone, Path, Any, RunContext], list[Measurement]]
 
@@ -39,17 +41,22 @@ def _pending(table: str, note: str) -> BenchmarkSpec:
     return BenchmarkSpec(table=table, run=None, config=Pending(note), tiny=Pending(note), note=note)
 
 
+def _multi(table: str, module: ModuleType, name: str) -> BenchmarkSpec:
+    """Entry of a module serving several benchmarks through its CONFIGS / TINY_CONFIGS."""
+    return BenchmarkSpec(table, module.run, module.CONFIGS[name], module.TINY_CONFIGS[name])
+
+
 EVALUATORS: dict[str, BenchmarkSpec] = {
     "voc07_svm": _pending("voc_svm", "VOC07 SVM"),
     "voc07_lowshot": _pending("voc_svm", "VOC07 low-shot SVM"),
-    "linear_imagenet": _pending("linear_imagenet", "multi-head linear, ImageNet"),
-    "linear_avgpool_imagenet": _pending("linear_imagenet", "AvgPool linear, ImageNet"),
-    "linear_inat18": _pending("linear_inat18", "multi-head linear, iNaturalist2018"),
-    "linear_avgpool_inat18": _pending("linear_inat18", "AvgPool linear, iNaturalist2018"),
-    "linear_places205": _pending("linear_places205", "multi-head linear, Places205"),
-    "linear_avgpool_places205": _pending("linear_places205", "AvgPool linear, Places205"),
-    "semisup_1pct": _pending("semisup", "semi-supervised 1% ImageNet"),
-    "semisup_10pct": _pending("semisup", "semi-supervised 10% ImageNet"),
+    "linear_imagenet": _multi("linear_imagenet", linear, "linear_imagenet"),
+    "linear_avgpool_imagenet": _multi("linear_imagenet", linear_avgpool, "linear_avgpool_imagenet"),
+    "linear_inat18": _multi("linear_inat18", linear, "linear_inat18"),
+    "linear_avgpool_inat18": _multi("linear_inat18", linear_avgpool, "linear_avgpool_inat18"),
+    "linear_places205": _multi("linear_places205", linear, "linear_places205"),
+    "linear_avgpool_places205": _multi("linear_places205", linear_avgpool, "linear_avgpool_places205"),
+    "semisup_1pct": _multi("semisup", semisup, "semisup_1pct"),
+    "semisup_10pct": _multi("semisup", semisup, "semisup_10pct"),
     "det_voc0712": _pending("det_voc0712", "Faster R-CNN R50-C4 VOC07+12"),
     "det_coco": _pending("det_coco", "Mask R-CNN R50-FPN COCO2017"),
     "seg_voc12aug": _pending("seg_voc12aug", "FCN R50-D8 VOC12+Aug"),

@@ -1,0 +1,1 @@
+"""Evaluators: one module (or package) per transfer protocol; see evaluators/registry.py."""

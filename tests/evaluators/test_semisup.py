@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dcbench.backbone import Backbone, build_resnet50
+from dcbench.config import replace
+from dcbench.context import RunContext
+from dcbench.results import Measurement
+from dcbench.tiny.classification import make_imagenet
+from evaluators import semisup
+from evaluators import train_utils as tu
+
+
+@pytest.fixture(scope="module")
+def backbone() -> Backbone:
+    torch.manual_seed(0)
+    state = build_resnet50().state_dict()
+    return Backbone(state_dict=state, sobel=False, sha256="d" * 64, source_format="test")
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    make_imagenet(root / "imagenet", np.random.default_rng(0))
+    return root
+
+
+def _ctx(work: Path) -> RunContext:
+    return RunContext(work_dir=work, cache_dir=work / "cache", device=torch.device("cpu"), seed=0,
+                      progress=False)
+
+
+def _rows(values: dict[str, tuple[float, float]]) -> list[Measurement]:
+    return [Measurement("imagenet_1pct", metric, value, variant=variant)
+            for variant, pair in values.items() for metric, value in zip(("top1", "top5"), pair, strict=True)]
+
+
+def test_best_setting_picks_top1_then_top5_then_first() -> None:
+    assert semisup.best_setting(_rows({"lr0.1_head1": (10.0, 30.0), "lr0.01_head10": (12.0, 20.0)})) == \
+        "lr0.01_head10"
+    assert semisup.best_setting(_rows({"lr0.1_head1": (12.0, 30.0), "lr0.01_head10": (12.0, 31.0)})) == \
+        "lr0.01_head10"
+    assert semisup.best_setting(_rows({"lr0.1_head1": (12.0, 30.0), "lr0.01_head10": (12.0, 30.0)})) == \
+        "lr0.1_head1"
+    with pytest.raises(ValueError, match="no top1"):
+        semisup.best_setting([])
+
+
+def test_reference_grid_and_values() -> None:
+    one, ten = semisup.CONFIGS["semisup_1pct"], semisup.CONFIGS["semisup_10pct"]
+    names = [semisup.variant_name(lr, m) for lr, m in semisup.grid(one)]
+    assert names == ["lr0.1_head1", "lr0.1_head10", "lr0.1_head100", "lr0.01_head1", "lr0.01_head10",
+                     "lr0.01_head100", "lr0.001_head1", "lr0.001_head10", "lr0.001_head100"]
+    for cfg in (one, ten):
+        schedule = (cfg.epochs, cfg.milestones, cfg.gamma, cfg.momentum, cfg.batch_size)
+        assert schedule == (20, (12, 16), 0.2, 0.9, 256)
+        assert cfg.deterministic and cfg.num_classes == 1000 and "MMSelfSup" in cfg.source
+    assert (one.subset, one.dataset, one.weight_decay) == ("1percent", "imagenet_1pct", 5e-4)
+    assert (ten.subset, ten.dataset, ten.weight_decay) == ("10percent", "imagenet_10pct", 1e-4)
+    assert len(semisup.grid(semisup.TINY)) == 2 and semisup.TINY.subset == "1percent"
+    assert set(semisup.TINY_CONFIGS) == {"semisup_1pct", "semisup_10pct"}
+
+
+def test_head_lr_multiplier_and_weight_decay_on_everything(backbone) -> None:
+    net = semisup.FineTuneNet(backbone, num_classes=7)
+    groups = semisup._param_groups(net, 0.01, 100.0, 5e-4)
+    assert [g["lr"] for g in groups] == [0.01, 1.0] and [g["weight_decay"] for g in groups] == [5e-4, 5e-4]
+    assert groups[1]["params"] == [net.head.weight, net.head.bias]
+    assert sum(len(g["params"]) for g in groups) == len(list(net.parameters()))
+    opt = torch.optim.SGD(groups, lr=0.01, momentum=0.9)
+    tu.set_epoch_lr(opt, 16, (12, 16), 0.2)
+    assert [round(g["lr"], 8) for g in opt.param_groups] == [0.0004, 0.04]
+    assert net.head.weight.shape == (7, 2048) and torch.count_nonzero(net.head.bias) == 0
+
+
+def test_sobel_checkpoints_fine_tune_through_the_sobel_filter() -> None:
+    state = build_resnet50(sobel=True).state_dict()
+    bb = Backbone(state_dict=state, sobel=True, sha256="e" * 64, source_format="test")
+    net = semisup.FineTuneNet(bb, num_classes=3).eval()
+    with torch.no_grad():
+        assert net(torch.randn(2, 3, 32, 32)).shape == (2, 3)
+
+
+def test_tiny_grid_runs_and_finished_settings_are_reused(backbone, data_root, tmp_path, monkeypatch) -> None:
+    rows = semisup.run(backbone, data_root, semisup.TINY, _ctx(tmp_path))
+    variants = [semisup.variant_name(lr, m) for lr, m in semisup.grid(semisup.TINY)]
+    assert [(r.variant, r.metric) for r in rows] == [(v, m) for v in variants for m in ("top1", "top5")]
+    assert {r.dataset for r in rows} == {"imagenet_1pct"}
+    assert all(math.isfinite(r.value) and 0.0 <= r.value <= 100.0 for r in rows)
+    for v in variants:
+        saved = json.loads((tmp_path / v / semisup.RESULT_FILE).read_text())
+        assert set(saved) == {"key", "top1", "top5"}
+        assert not (tmp_path / v / semisup.STATE_FILE).exists()
+    assert semisup.best_setting(rows) in variants
+
+    trained: list[tuple[float, float]] = []
+
+    def fake_fine_tune(backbone, config, num_classes, setting, data, ctx, state_path, key):
+        trained.append(setting)
+        return {"top1": 50.0, "top5": 90.0}, tu.DistInfo(0, 1, torch.device("cpu"))
+
+    monkeypatch.setattr(semisup, "fine_tune", fake_fine_tune)
+    assert semisup.run(backbone, data_root, semisup.TINY, _ctx(tmp_path)) == rows
+    assert trained == []
+    wider = replace(semisup.TINY, head_lr_mults=(1.0, 10.0, 100.0))
+    more = semisup.run(backbone, data_root, wider, _ctx(tmp_path))
+    assert trained == [(0.01, 100.0)]  # only the new setting runs
+    assert more[:4] == rows and more[4].variant == "lr0.01_head100" and more[4].value == 50.0
+
+
+def test_an_unfinished_setting_resumes_after_its_last_epoch(
+    backbone, data_root, tmp_path, monkeypatch
+) -> None:
+    cfg = replace(semisup.TINY, lrs=(0.01,), head_lr_mults=(10.0,), epochs=2)
+    calls: list[str] = []
+
+    def no_training(model, optimizer, loader, dist, progress, desc):
+        calls.append(desc)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("simulated interruption")
+        return 0.0
+
+    monkeypatch.setattr(semisup, "_train_epoch", no_training)
+    with pytest.raises(KeyboardInterrupt):
+        semisup.run(backbone, data_root, cfg, _ctx(tmp_path))
+    assert (tmp_path / "lr0.01_head10" / semisup.STATE_FILE).exists()
+    resumed: list[str] = []
+    monkeypatch.setattr(semisup, "_train_epoch", lambda *args: resumed.append(args[-1]) or 0.0)
+    rows = semisup.run(backbone, data_root, cfg, _ctx(tmp_path))
+    assert resumed == ["lr0.01_head10 epoch 2/2"] and len(rows) == 2
+
+
+def test_deterministic_mode_is_restored() -> None:
+    before = torch.are_deterministic_algorithms_enabled()
+    with tu.deterministic_mode(True):
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.backends.cudnn.deterministic
+    assert torch.are_deterministic_algorithms_enabled() == before
