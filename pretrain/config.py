@@ -1,0 +1,151 @@
+"""DeepCluster pretraining configs: frozen dataclasses with the reference values and their sources.
+
+Sources (facts only, no code copied):
+- MMSelfSup 1.x `configs/selfsup/deepcluster/deepcluster_resnet50_8xb64-steplr-200e_in1k.py`:
+  SGD lr 0.1, momentum 0.9, weight decay 1e-5, head momentum 0 (paramwise `custom_keys={'head':
+  dict(momentum=0.)}`), MultiStepLR milestones [400] gamma 0.1 over 200 epochs (i.e. a constant lr),
+  checkpoint interval 10 keeping the last 3.
+- MMSelfSup 1.x `configs/selfsup/_base_/datasets/imagenet_deepcluster.py`: batch 64 per GPU x 8 GPUs,
+  train pipeline RandomResizedCrop 224, RandomFlip 0.5, RandomRotation 2 deg, ColorJitter
+  (0.4, 0.4, 1.0, 0.5), RandomGrayscale 0.2 (keep channels); extraction Resize 256 / CenterCrop 224,
+  batch 128; DeepClusterHook Kmeans k=10000, pca_dim=256, uniform sampling on, re-weighting off,
+  clustering before training (`initial=True`) and after every epoch (`interval=1`).
+- MMSelfSup 1.x `configs/selfsup/_base_/models/deepcluster.py`: ResNet-50 (BN), AvgPool neck,
+  ClsHead Linear(2048, 10000).  `-sobel` variant: `with_sobel=True`, backbone in_channels=2.
+- MMSelfSup `mmselfsup/utils/clustering.py` and facebookresearch/deepcluster `clustering.py`:
+  faiss PCAMatrix(eigen_power=-0.5) to 256 dims, L2 row normalisation, faiss k-means 20 iterations,
+  `max_points_per_centroid=10000000` (all points), a new seed per clustering.
+- facebookresearch/deepcluster `main.py`: top layer re-initialised normal(0, 0.01), bias 0, at
+  every clustering; ImageNet mean/std normalisation; the Sobel input applied after normalisation.
+
+Loss: plain mean cross-entropy over the pseudo-labels (original DeepCluster; MMSelfSup 0.x).  As far
+as we read it, MMSelfSup 1.x's `DeepCluster` hands a uniform `class_weight` of 1/k to mmcls
+`CrossEntropyLoss`, whose per-sample weighting followed by a plain mean scales the loss (and the
+gradients) by 1/k; we do not reproduce that scaling.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from dcbench.config import ConfigError, from_dict, replace, to_dict
+
+KMEANS_BACKENDS = ("auto", "faiss", "torch")
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    name: str = "deepcluster_resnet50_8xb64-steplr-200e_in1k"
+    source: str = "MMSelfSup 1.x configs/selfsup/deepcluster (see pretrain/config.py docstring)"
+    sobel: bool = False  # MMSelfSup `with_sobel`; the -sobel config sets it
+    # clustering (DeepClusterHook + clustering.Kmeans)
+    num_clusters: int = 10000
+    pca_dim: int = 256
+    kmeans_iters: int = 20
+    # "auto": faiss-gpu if importable with a GPU, else torch k-means on CUDA, else faiss-cpu.
+    kmeans_backend: str = "auto"
+    extract_batch_size: int = 128
+    extract_resize: int = 256
+    extract_crop: int = 224
+    # optimisation (8 GPUs x 64 = 512 images per step in the reference)
+    epochs: int = 200
+    batch_size: int = 64  # per process
+    lr: float = 0.1
+    momentum: float = 0.9
+    head_momentum: float = 0.0
+    weight_decay: float = 1e-5
+    lr_milestones: tuple[int, ...] = (400,)  # beyond 200 epochs: constant lr, as the reference
+    lr_gamma: float = 0.1
+    head_init_std: float = 0.01
+    # train augmentation (MMSelfSup 1.x imagenet_deepcluster.py)
+    crop_size: int = 224
+    flip_prob: float = 0.5
+    rotation_degrees: float = 2.0
+    color_jitter: tuple[float, float, float, float] = (0.4, 0.4, 1.0, 0.5)
+    grayscale_prob: float = 0.2
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    # runtime
+    seed: int = 0
+    num_workers: int = 4
+    checkpoint_interval: int = 10
+    max_keep_checkpoints: int = 3
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.kmeans_backend not in KMEANS_BACKENDS:
+            raise ConfigError(f"kmeans_backend must be one of {KMEANS_BACKENDS}, got {self.kmeans_backend!r}")
+        for key in ("num_clusters", "pca_dim", "kmeans_iters", "epochs", "batch_size",
+                    "extract_batch_size", "checkpoint_interval", "max_keep_checkpoints"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.extract_crop > self.extract_resize:
+            raise ConfigError("extract_crop must not exceed extract_resize")
+
+
+DEEPCLUSTER_R50 = PretrainConfig()
+DEEPCLUSTER_SOBEL_R50 = PretrainConfig(
+    name="deepcluster-sobel_resnet50_8xb64-steplr-200e_in1k",
+    source="MMSelfSup 1.x configs/selfsup/deepcluster/deepcluster-sobel_resnet50_8xb64-steplr-200e_in1k.py",
+    sobel=True,
+)
+# CI-sized: same algorithm, 32 px crops (extraction resize keeps the 256/224 ratio), k=10,
+# PCA to 16 dims (PCA needs more points than dimensions), batch 8, 2 epochs, no workers;
+# lr 0.01 because 0.1 at batch 8 (vs 512) collapses the tiny features within a few steps.
+TINY = PretrainConfig(
+    name="tiny",
+    source="CI-sized variant of deepcluster_resnet50_8xb64-steplr-200e_in1k",
+    num_clusters=10,
+    pca_dim=16,
+    extract_batch_size=16,
+    extract_resize=36,
+    extract_crop=32,
+    epochs=2,
+    batch_size=8,
+    lr=0.01,
+    crop_size=32,
+    num_workers=0,
+    checkpoint_interval=1,
+    progress=False,
+)
+TINY_SOBEL = replace(TINY, name="tiny-sobel", sobel=True,
+                     source="CI-sized variant of deepcluster-sobel_resnet50_8xb64-steplr-200e_in1k")
+
+CONFIGS: dict[str, PretrainConfig] = {
+    c.name: c for c in (DEEPCLUSTER_R50, DEEPCLUSTER_SOBEL_R50, TINY, TINY_SOBEL)
+}
+
+
+def load_config(spec: str) -> PretrainConfig:
+    """A named config, a JSON object string, or a path to a .json file.
+
+    JSON may name a `base` config (default: the non-Sobel reference) and override any field.
+    """
+    if spec in CONFIGS:
+        return CONFIGS[spec]
+    text = spec
+    if not spec.lstrip().startswith("{"):
+        path = Path(spec)
+        if not path.is_file():
+            raise ConfigError(f"unknown pretrain config {spec!r}: not one of {sorted(CONFIGS)}, "
+                              "not a JSON object and not a .json file")
+        text = path.read_text()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"pretrain config {spec!r} is not valid JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"pretrain config JSON must be an object, got {type(data).__name__}")
+    base_name = data.pop("base", DEEPCLUSTER_R50.name)
+    if base_name not in CONFIGS:
+        raise ConfigError(f"unknown base config {base_name!r}; known: {sorted(CONFIGS)}")
+    merged = {**to_dict(CONFIGS[base_name]), **data}
+    return from_dict(PretrainConfig, merged)
+
+
+def lr_at(cfg: PretrainConfig, epoch: int) -> float:
+    """MultiStepLR by epoch: lr * gamma ** (milestones passed). `epoch` counts from 0."""
+    passed = sum(1 for m in cfg.lr_milestones if epoch >= m)
+    return cfg.lr * cfg.lr_gamma**passed

@@ -1,0 +1,135 @@
+"""torch.distributed plumbing for the pretrainer: process group from torchrun's environment,
+sharded-then-gathered features, broadcasts, and a cross-rank agreement check.
+
+Single-process runs (no WORLD_SIZE in the environment) use the same code paths with world size 1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+GATHER_CHUNK_ROWS = 16384  # bounds rank 0's device memory while gathering features
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+    owns_group: bool  # True when we created the process group and must destroy it
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed() -> DistInfo:
+    """Join (or create, from torchrun's env vars) the default process group; pick the device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = torch.cuda.is_available()
+    device = torch.device(f"cuda:{local_rank % max(1, torch.cuda.device_count())}" if cuda else "cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    owns = False
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+        owns = True
+    if dist.is_initialized():
+        return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, device, owns)
+    return DistInfo(0, 1, 0, device, owns)
+
+
+def shutdown(info: DistInfo) -> None:
+    if info.owns_group and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(info: DistInfo) -> None:
+    if info.distributed:
+        dist.barrier()
+
+
+def shard_indices(num: int, info: DistInfo) -> np.ndarray:
+    """Rank r's strided share of range(num), padded by wrapping so every rank has the same count."""
+    per_rank = -(-num // info.world_size)
+    padded = np.resize(np.arange(num), per_rank * info.world_size)
+    return padded[info.rank::info.world_size]
+
+
+def gather_rows(local: torch.Tensor, num: int, info: DistInfo) -> np.ndarray | None:
+    """Inverse of `shard_indices`: rank 0 gets the full [num, d] float32 array, others None."""
+    if not info.distributed:
+        return local.cpu().numpy()[:num]
+    local = local.to(info.device)
+    parts: list[list[np.ndarray]] = [[] for _ in range(info.world_size)]
+    for start in range(0, len(local), GATHER_CHUNK_ROWS):
+        chunk = local[start:start + GATHER_CHUNK_ROWS].contiguous()
+        bucket = [torch.empty_like(chunk) for _ in range(info.world_size)] if info.is_main else None
+        dist.gather(chunk, bucket, dst=0)
+        if bucket is not None:
+            for r, piece in enumerate(bucket):
+                parts[r].append(piece.cpu().numpy())
+    if not info.is_main:
+        return None
+    per_rank = [np.concatenate(p) for p in parts]
+    full = np.empty((len(local) * info.world_size, local.shape[1]), dtype=per_rank[0].dtype)
+    for r, rows in enumerate(per_rank):
+        full[r::info.world_size] = rows
+    return full[:num]
+
+
+def broadcast_labels(labels: np.ndarray | None, num: int, info: DistInfo) -> np.ndarray:
+    """Rank 0's int64 labels on every rank."""
+    if not info.distributed:
+        assert labels is not None
+        return labels
+    buf = torch.from_numpy(labels).to(info.device) if info.is_main else torch.empty(
+        num, dtype=torch.int64, device=info.device)
+    dist.broadcast(buf, src=0)
+    return buf.cpu().numpy()
+
+
+def broadcast_module(module: torch.nn.Module, info: DistInfo) -> None:
+    """Copy rank 0's parameters and buffers of `module` to every rank, in place."""
+    if not info.distributed:
+        return
+    with torch.no_grad():
+        for tensor in module.state_dict().values():
+            dist.broadcast(tensor, src=0)
+
+
+def all_mean(value: float, info: DistInfo) -> float:
+    if not info.distributed:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=info.device)
+    dist.all_reduce(t)
+    return float(t.item()) / info.world_size
+
+
+def digest(*arrays: np.ndarray | torch.Tensor) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        arr = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()[:16]
+
+
+def gather_digests(local: str, info: DistInfo) -> list[str]:
+    """Every rank's digest (same list on every rank); used to prove the ranks agree."""
+    if not info.distributed:
+        return [local]
+    out: list[str | None] = [None] * info.world_size
+    dist.all_gather_object(out, local)
+    return [str(x) for x in out]
