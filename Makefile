@@ -1,0 +1,29 @@
+# Two entry points for a fresh machine (see README.md): `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch/torchvision pinned to the builds this machine kind carries on local disk;
+# on a GPU machine install your CUDA build of torch first, then `pip install -e '.[gpu]'`.
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+
+.PHONY: setup demo test lint tables
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_PINS)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+demo: setup
+	$(PY) run_all.py --tiny --work-dir demo --results demo/results.jsonl --readme demo/README.md
+
+test: setup
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q
+	$(PY) -m reports --check
+
+tables: setup
+	$(PY) -m reports
