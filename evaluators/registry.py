@@ -17,6 +17,7 @@ from dcbench.backbone import Backbone
 from dcbench.context import RunContext
 from dcbench.results import Measurement
 from evaluators import linear, linear_avgpool, semisup
+from evaluators.detection import coco, voc0712
 
 RunFn = Callable[[Backbone, Path, Any, RunContext], list[Measurement]]
 
@@ -57,8 +58,8 @@ EVALUATORS: dict[str, BenchmarkSpec] = {
     "linear_avgpool_places205": _multi("linear_places205", linear_avgpool, "linear_avgpool_places205"),
     "semisup_1pct": _multi("semisup", semisup, "semisup_1pct"),
     "semisup_10pct": _multi("semisup", semisup, "semisup_10pct"),
-    "det_voc0712": _pending("det_voc0712", "Faster R-CNN R50-C4 VOC07+12"),
-    "det_coco": _pending("det_coco", "Mask R-CNN R50-FPN COCO2017"),
+    "det_voc0712": BenchmarkSpec("det_voc0712", voc0712.run, voc0712.Config(), voc0712.TINY),
+    "det_coco": BenchmarkSpec("det_coco", coco.run, coco.Config(), coco.TINY),
     "seg_voc12aug": _pending("seg_voc12aug", "FCN R50-D8 VOC12+Aug"),
     "seg_cityscapes": _pending("seg_cityscapes", "FCN R50-D8 Cityscapes"),
 }

@@ -1,0 +1,107 @@
+"""Shared by both detection benchmarks: engine choice, per-trial bookkeeping, result rows.
+
+Each trial's metrics are written (atomically) to
+`ctx.work_dir/<engine>-<config hash>-<checkpoint sha[:12]>/trial<i>/metrics.json`; a rerun reuses
+finished trials and resumes an unfinished one from its checkpoint. Rows: one per trial
+(variant `trial<i>`) and their mean (variant `mean`), values in percent.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from dcbench.backbone import Backbone
+from dcbench.config import config_hash
+from dcbench.context import RunContext
+from dcbench.fileio import atomic_write_text
+from dcbench.results import Measurement
+
+LOG = logging.getLogger(__name__)
+DETECTRON2 = "detectron2"
+TORCHVISION = "torchvision"
+INSTALL_HINT = (
+    "detectron2 is not installed, so the embedded torchvision engine is used instead (rows are marked "
+    "engine='torchvision'). For the reference protocol install detectron2 from source: "
+    "pip install 'git+https://github.com/facebookresearch/detectron2.git' "
+    "(or git clone https://github.com/facebookresearch/detectron2 && pip install -e detectron2; "
+    "it builds against the installed torch, see detectron2's INSTALL.md)."
+)
+SOBEL_NOTE = (
+    "this backbone takes DeepCluster's Sobel input, which detectron2's 7x7 RGB stem cannot hold "
+    "(adapters.detectron2 refuses it); using the embedded torchvision engine, which keeps the Sobel "
+    "filter in front of conv1."
+)
+TrialFn = Callable[[int, Path], Mapping[str, float]]
+
+
+def detectron2_available() -> bool:
+    return importlib.util.find_spec("detectron2") is not None
+
+
+def resolve_engine(requested: str, sobel: bool, available: bool | None = None) -> str:
+    """'detectron2' or 'torchvision' for a config's `engine` ('auto' prefers detectron2)."""
+    have_d2 = detectron2_available() if available is None else available
+    if requested == TORCHVISION:
+        return TORCHVISION
+    if requested == DETECTRON2:
+        if not have_d2:
+            raise ModuleNotFoundError("config.engine is 'detectron2' but it is not installed. "
+                                      + INSTALL_HINT)
+        return DETECTRON2
+    if requested != "auto":
+        raise ValueError(f"unknown detection engine {requested!r}; use 'auto', 'detectron2' or 'torchvision'")
+    if not have_d2:
+        LOG.warning(INSTALL_HINT)
+        return TORCHVISION
+    if sobel:
+        LOG.warning(SOBEL_NOTE)
+        return TORCHVISION
+    return DETECTRON2
+
+
+def run_dir(ctx: RunContext, engine: str, config: object, backbone: Backbone) -> Path:
+    return Path(ctx.work_dir) / f"{engine}-{config_hash(config)}-{backbone.sha256[:12]}"
+
+
+def _finite_metrics(metrics: Mapping[str, float], names: Sequence[str], where: str) -> dict[str, float]:
+    missing = [n for n in names if n not in metrics]
+    if missing:
+        raise KeyError(f"{where}: metrics {missing} missing from {sorted(metrics)}")
+    bad = {n: metrics[n] for n in names if not math.isfinite(float(metrics[n]))}
+    if bad:
+        raise ValueError(f"{where}: non-finite metrics {bad} (the evaluator found no usable predictions)")
+    return {n: float(metrics[n]) for n in names}
+
+
+def run_trials(trials: int, base: Path, names: Sequence[str], trial: TrialFn) -> list[dict[str, float]]:
+    """Run (or reuse) trials 0..trials-1; `trial(i, trial_dir)` returns that trial's metrics."""
+    if trials < 1:
+        raise ValueError(f"trials must be >= 1, got {trials}")
+    out = []
+    for i in range(trials):
+        trial_dir = base / f"trial{i}"
+        done = trial_dir / "metrics.json"
+        if done.exists():
+            LOG.info("reusing finished detection trial %s", done)
+            out.append(_finite_metrics(json.loads(done.read_text(encoding="utf-8")), names, str(done)))
+            continue
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        metrics = {k: float(v) for k, v in trial(i, trial_dir).items()}
+        out.append(_finite_metrics(metrics, names, f"trial {i} in {trial_dir}"))
+        atomic_write_text(done, json.dumps(metrics, indent=1, sort_keys=True) + "\n")
+    return out
+
+
+def trial_rows(dataset: str, names: Sequence[str], per_trial: Sequence[Mapping[str, float]],
+               engine: str) -> list[Measurement]:
+    """One row per (trial, metric) and the mean over trials (variant 'mean')."""
+    rows = [Measurement(dataset=dataset, metric=n, value=float(m[n]), variant=f"trial{i}", engine=engine)
+            for i, m in enumerate(per_trial) for n in names]
+    rows += [Measurement(dataset=dataset, metric=n, variant="mean", engine=engine,
+                         value=sum(float(m[n]) for m in per_trial) / len(per_trial)) for n in names]
+    return rows

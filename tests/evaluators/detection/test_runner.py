@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+import pytest
+
+from evaluators.detection import runner
+
+
+def test_auto_prefers_detectron2_and_falls_back_with_an_install_hint(caplog) -> None:
+    assert runner.resolve_engine("auto", sobel=False, available=True) == "detectron2"
+    with caplog.at_level(logging.WARNING):
+        assert runner.resolve_engine("auto", sobel=False, available=False) == "torchvision"
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "detectron2 is not installed" in line and "pip install 'git+" in line and "torchvision" in line
+    assert runner.resolve_engine("torchvision", sobel=False, available=True) == "torchvision"
+
+
+def test_sobel_backbones_and_explicit_engines() -> None:
+    assert runner.resolve_engine("auto", sobel=True, available=True) == "torchvision"
+    with pytest.raises(ModuleNotFoundError, match="pip install"):
+        runner.resolve_engine("detectron2", sobel=False, available=False)
+    with pytest.raises(ValueError, match="unknown detection engine"):
+        runner.resolve_engine("mmdet", sobel=False, available=True)
+
+
+def test_rows_per_trial_and_mean() -> None:
+    rows = runner.trial_rows(
+        "voc0712", ["AP", "AP50"], [{"AP": 50.0, "AP50": 80.0}, {"AP": 52.0, "AP50": 81.0}], "detectron2"
+    )
+    assert [(r.variant, r.metric, r.value) for r in rows] == [
+        ("trial0", "AP", 50.0),
+        ("trial0", "AP50", 80.0),
+        ("trial1", "AP", 52.0),
+        ("trial1", "AP50", 81.0),
+        ("mean", "AP", 51.0),
+        ("mean", "AP50", 80.5),
+    ]
+    assert {r.engine for r in rows} == {"detectron2"} and {r.dataset for r in rows} == {"voc0712"}
+
+
+def test_trials_are_saved_reused_and_checked(tmp_path) -> None:
+    calls = []
+
+    def trial(i, trial_dir):
+        calls.append(i)
+        return {"AP": 10.0 + i}
+
+    assert runner.run_trials(2, tmp_path, ["AP"], trial) == [{"AP": 10.0}, {"AP": 11.0}]
+    assert json.loads((tmp_path / "trial1" / "metrics.json").read_text()) == {"AP": 11.0}
+    assert runner.run_trials(3, tmp_path, ["AP"], trial) == [{"AP": 10.0}, {"AP": 11.0}, {"AP": 12.0}]
+    assert calls == [0, 1, 2]
+    with pytest.raises(ValueError, match="non-finite"):
+        runner.run_trials(1, tmp_path / "nan", ["AP"], lambda i, d: {"AP": math.nan})
+    assert not (tmp_path / "nan" / "trial0" / "metrics.json").exists()  # a bad trial is not kept as done
+    with pytest.raises(KeyError, match="AP75"):
+        runner.run_trials(1, tmp_path, ["AP75"], trial)
+    with pytest.raises(ValueError, match=">= 1"):
+        runner.run_trials(0, tmp_path, ["AP"], trial)
