@@ -10,11 +10,13 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+$(VENV)/.installed: setup.cfg pyproject.toml scripts/install_seg.sh scripts/build_mmcv.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PINS)
 	$(PY) -m pip install -q -e '.[test]'
+	# mmcv with compiled ops, built once per machine from its sdist and cached (first time ~15 min)
+	bash scripts/install_seg.sh $(PY)
 	touch $@
 
 demo: setup

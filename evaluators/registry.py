@@ -18,6 +18,7 @@ from dcbench.context import RunContext
 from dcbench.results import Measurement
 from evaluators import linear, linear_avgpool, semisup
 from evaluators.detection import coco, voc0712
+from evaluators.segmentation import cityscapes, voc12aug
 
 RunFn = Callable[[Backbone, Path, Any, RunContext], list[Measurement]]
 
@@ -60,8 +61,8 @@ EVALUATORS: dict[str, BenchmarkSpec] = {
     "semisup_10pct": _multi("semisup", semisup, "semisup_10pct"),
     "det_voc0712": BenchmarkSpec("det_voc0712", voc0712.run, voc0712.Config(), voc0712.TINY),
     "det_coco": BenchmarkSpec("det_coco", coco.run, coco.Config(), coco.TINY),
-    "seg_voc12aug": _pending("seg_voc12aug", "FCN R50-D8 VOC12+Aug"),
-    "seg_cityscapes": _pending("seg_cityscapes", "FCN R50-D8 Cityscapes"),
+    "seg_voc12aug": BenchmarkSpec("seg_voc12aug", voc12aug.run, voc12aug.Config(), voc12aug.TINY),
+    "seg_cityscapes": BenchmarkSpec("seg_cityscapes", cityscapes.run, cityscapes.Config(), cityscapes.TINY),
 }
 
 

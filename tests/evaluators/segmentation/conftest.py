@@ -1,0 +1,23 @@
+"""Fixtures: the tiny VOC2012(+aug) and Cityscapes layouts from dcbench.tiny, and a random backbone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from dcbench.backbone import Backbone, build_resnet50
+from dcbench.tiny import make_tiny
+
+
+@pytest.fixture(scope="session")
+def seg_data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny(tmp_path_factory.mktemp("segdata") / "data", seed=0, datasets=["voc2012", "cityscapes"])
+
+
+@pytest.fixture(scope="session")
+def random_backbone() -> Backbone:
+    torch.manual_seed(0)
+    return Backbone(state_dict=build_resnet50().state_dict(), sobel=False, sha256="0" * 64,
+                    source_format="test")
