@@ -7,9 +7,13 @@ fcn_r50-d8.py) build ``backbone=dict(type='ResNet', depth=50, ...)`` initialised
 ``fc``.  So the checkpoint is ``{"state_dict": <the 318 canonical tensors>}``, which mmcv/mmengine's
 ``Pretrained`` initialiser reads from the ``state_dict`` entry.
 
-Sobel backbones are refused: mmseg feeds the normalised RGB image straight into conv1 and has no
-place for DeepCluster's fixed grayscale + Sobel filter (see adapters.detectron2 for why it cannot be
-folded into a 3-channel conv1).
+Sobel backbones (conv1 of shape [64, 2, 7, 7]) are refused by default: a stock mmseg / MMSelfSup
+config feeds the normalised RGB image straight into a 3-channel conv1 and has no place for
+DeepCluster's fixed grayscale + Sobel filter (see adapters.detectron2 for why it cannot be folded
+into a 3-channel conv1).  With ``allow_sobel=True`` the 2-channel conv1 is written unchanged and
+``meta["sobel"]`` is True; the reader must build ``ResNet(in_channels=2)`` and apply the fixed filter
+(`dcbench.backbone.Sobel`) to the normalised image in front of it.  Our own segmentation benchmarks
+do exactly that (evaluators.segmentation.mm_backbone.SobelResNet).
 """
 
 from __future__ import annotations
@@ -40,16 +44,24 @@ class BackboneLoadError(RuntimeError):
         self.mismatched = dict(mismatched)
 
 
-def to_mmseg(backbone: Backbone) -> dict[str, Any]:
-    """{"state_dict": canonical tensors, "meta": provenance} for mmseg's ResNet(depth=50)."""
-    require_rgb(backbone, "mmsegmentation", "its ResNet conv1 takes the 3-channel RGB image")
-    meta = {"author": AUTHOR, "source_sha256": backbone.sha256, "source_format": backbone.source_format}
+def to_mmseg(backbone: Backbone, allow_sobel: bool = False) -> dict[str, Any]:
+    """{"state_dict": canonical tensors, "meta": provenance} for mmseg's ResNet(depth=50).
+
+    A Sobel backbone raises `SobelExportError` unless `allow_sobel` (see the module docstring).
+    """
+    if not allow_sobel:
+        require_rgb(backbone, "mmsegmentation", "its ResNet conv1 takes the 3-channel RGB image "
+                    "(only deepcluster-bench's own segmentation benchmarks put the Sobel filter in front)")
+    meta = {"author": AUTHOR, "source_sha256": backbone.sha256, "source_format": backbone.source_format,
+            "sobel": backbone.sobel}
     return {"state_dict": {k: v.detach().cpu() for k, v in backbone.state_dict.items()}, "meta": meta}
 
 
-def write_mmseg_checkpoint(backbone: Backbone, path: str | os.PathLike[str]) -> None:
-    """torch.save `to_mmseg(backbone)` to `path`, atomically (loadable with weights_only=True)."""
-    checkpoint = to_mmseg(backbone)
+def write_mmseg_checkpoint(
+    backbone: Backbone, path: str | os.PathLike[str], allow_sobel: bool = False,
+) -> None:
+    """torch.save `to_mmseg(backbone, allow_sobel)` to `path` atomically (weights_only-loadable)."""
+    checkpoint = to_mmseg(backbone, allow_sobel)
     atomic_write(path, lambda fh: torch.save(checkpoint, fh))
 
 

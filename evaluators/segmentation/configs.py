@@ -9,6 +9,9 @@ Reference values and where they come from (mmsegmentation 1.x, the configs MMSel
   FCNHead on stage 4: 512 channels, 2 convs, concat input, dropout 0.1, loss weight 1.0;
   auxiliary FCNHead on stage 3: 256 channels, 1 conv, no concat, dropout 0.1, loss weight 0.4.
   Never `ResNetV1c` (mmseg's default): its deep stem has no counterpart in our checkpoints.
+  A Sobel backbone (DeepCluster's published variant) uses our `SobelResNet` instead
+  (evaluators/segmentation/mm_backbone.py): the same ResNet with a 2-channel conv1, behind the fixed
+  grayscale + Sobel filter, as MMSelfSup 1.x's `ResNetSobel`; everything else is unchanged.
 - schedule: mmseg `configs/_base_/schedules/schedule_{20k,40k}.py`: SGD lr 0.01, momentum 0.9,
   weight decay 5e-4; PolyLR power 0.9, eta_min 1e-4, by iteration; IterBasedTrainLoop.
 - VOC12+Aug: `configs/fcn/fcn_r50-d8_4xb4-20k_voc12aug-512x512.py` + `_base_/datasets/pascal_voc12_aug.py`:
@@ -31,6 +34,8 @@ from typing import Any
 
 MMSEG_SOURCE = "mmsegmentation 1.x configs (MMSelfSup 1.x configs/benchmarks/mmsegmentation inherit them)"
 BACKBONE_TYPE = "ResNet"  # MMSelfSup's benchmark backbone; torchvision keys fit it one to one
+SOBEL_BACKBONE_TYPE = "SobelResNet"  # ours, registered by evaluators.segmentation.mm_backbone
+SOBEL_CHANNELS = 2
 
 
 @dataclass(frozen=True)
@@ -156,9 +161,12 @@ def _head(model: FCNModel, num_classes: int, aux: bool) -> dict[str, Any]:
 
 
 def model_dict(
-    model: FCNModel, num_classes: int, crop_size: tuple[int, int], in_channels: int = 3,
+    model: FCNModel, num_classes: int, crop_size: tuple[int, int], sobel: bool = False,
 ) -> dict[str, Any]:
-    """mmseg EncoderDecoder config; the backbone starts random (no init_cfg) and is loaded strictly later."""
+    """mmseg EncoderDecoder config; the backbone starts random (no init_cfg) and is loaded strictly later.
+
+    `sobel`: the backbone is `SobelResNet` (2-channel conv1 behind the fixed Sobel filter).
+    """
     test_cfg: dict[str, Any] = {"mode": "whole"}
     if model.slide is not None:
         slide = model.slide
@@ -170,7 +178,8 @@ def model_dict(
             "bgr_to_rgb": True, "pad_val": 0, "seg_pad_val": 255, "size": tuple(crop_size),
         },
         "backbone": {
-            "type": BACKBONE_TYPE, "depth": model.depth, "in_channels": in_channels, "num_stages": 4,
+            "type": SOBEL_BACKBONE_TYPE if sobel else BACKBONE_TYPE, "depth": model.depth,
+            "in_channels": SOBEL_CHANNELS if sobel else 3, "num_stages": 4,
             "out_indices": (0, 1, 2, 3), "dilations": tuple(model.dilations), "strides": tuple(model.strides),
             "norm_cfg": _norm_cfg(model), "norm_eval": model.norm_eval, "style": "pytorch",
             "contract_dilation": model.contract_dilation,
@@ -277,11 +286,11 @@ def runtime_dicts(s: Schedule, seed: int) -> dict[str, Any]:
 
 def mmseg_config(
     cfg: SegConfig, spec: DatasetSpec, dataset_root: Path, work_dir: Path, seed: int,
-    num_workers: int = 0, in_channels: int = 3,
+    num_workers: int = 0, sobel: bool = False,
 ) -> dict[str, Any]:
     """The whole mmengine config dict for one run (plain Python data: dicts, lists, tuples, numbers)."""
     return {
-        "model": model_dict(cfg.model, spec.num_classes, cfg.pipeline.crop_size, in_channels),
+        "model": model_dict(cfg.model, spec.num_classes, cfg.pipeline.crop_size, sobel),
         **data_dicts(cfg, spec, dataset_root, num_workers),
         **schedule_dicts(cfg.schedule),
         **runtime_dicts(cfg.schedule, seed),

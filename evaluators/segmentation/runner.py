@@ -4,6 +4,8 @@ Flow: check the dataset layout (dcbench readers) -> write the backbone as an mms
 (adapters.mmseg) -> build mmengine's Runner from our config dict -> before the first iteration,
 load that checkpoint into `model.backbone` strictly (every parameter and buffer, no extra key, same
 shapes; anything else raises `BackboneLoadError`) -> train -> read mIoU from the last validation.
+A Sobel backbone gets our `SobelResNet` (mm_backbone.py): mmseg's ResNet with its 2-channel conv1
+behind the fixed grayscale + Sobel filter, applied to the normalised image; the rest is the same.
 
 mmsegmentation and mmcv (with compiled ops) are optional dependencies: `scripts/install_seg.sh`
 installs them; without them the run fails with that instruction.  mmengine's checkpoints are
@@ -92,6 +94,7 @@ def _train(cfg_dict: dict[str, Any], checkpoint: Path, log_level: str) -> dict[s
     from mmengine.config import Config
     from mmengine.runner import Runner
 
+    import evaluators.segmentation.mm_backbone  # noqa: F401  (registers SobelResNet with mmseg)
     from evaluators.segmentation.mm_hooks import LoadBackboneHook, MetricsRecorder
 
     config = Config({**cfg_dict, "launcher": "none", "log_level": log_level,
@@ -119,10 +122,11 @@ def run_segmentation(
     work_dir = Path(ctx.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = work_dir / CHECKPOINT_NAME
-    write_mmseg_checkpoint(backbone, checkpoint)  # refuses a Sobel backbone (RGB-only stem)
+    write_mmseg_checkpoint(backbone, checkpoint, allow_sobel=True)  # SobelResNet takes the 2-channel stem
     try:
         require_mmseg()
-        cfg_dict = mmseg_config(config, spec, root, work_dir / "mmseg", ctx.seed, ctx.num_workers)
+        cfg_dict = mmseg_config(config, spec, root, work_dir / "mmseg", ctx.seed, ctx.num_workers,
+                                sobel=backbone.sobel)
         metrics = _train(cfg_dict, checkpoint, "INFO" if ctx.progress else "WARNING")
     finally:
         checkpoint.unlink(missing_ok=True)  # a copy of the backbone's weights; ~100 MB

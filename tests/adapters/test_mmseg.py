@@ -35,7 +35,7 @@ def test_written_checkpoint_loads_every_backbone_parameter(backbone: Backbone, t
     write_mmseg_checkpoint(backbone, path)
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     check_backbone_load(canonical_shapes(sobel=False), ckpt["state_dict"])
-    assert ckpt["meta"]["source_sha256"] == "1" * 64
+    assert ckpt["meta"]["source_sha256"] == "1" * 64 and ckpt["meta"]["sobel"] is False
     again = load_checkpoint(path)
     assert all(torch.equal(again.state_dict[k], v) for k, v in backbone.state_dict.items())
     assert [p.name for p in tmp_path.iterdir()] == ["seg.pth"]
@@ -65,3 +65,20 @@ def test_sobel_backbone_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SobelExportError, match="Sobel backbone .* to mmsegmentation"):
         write_mmseg_checkpoint(sobel, tmp_path / "s.pth")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sobel_backbone_exports_its_2_channel_stem_when_allowed(tmp_path: Path) -> None:
+    # only for deepcluster-bench's own segmentation runner, which puts the fixed Sobel filter in front
+    torch.manual_seed(0)
+    state = build_resnet50(sobel=True).state_dict()
+    sobel = Backbone(state_dict=state, sobel=True, sha256="0" * 64, source_format="test")
+    path = tmp_path / "s.pth"
+    write_mmseg_checkpoint(sobel, path, allow_sobel=True)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    assert ckpt["meta"]["sobel"] is True
+    check_backbone_load(canonical_shapes(sobel=True), ckpt["state_dict"])
+    assert tuple(ckpt["state_dict"]["conv1.weight"].shape) == (64, 2, 7, 7)
+    assert all(torch.equal(ckpt["state_dict"][k], v) for k, v in state.items())
+    with pytest.raises(BackboneLoadError) as info:  # a plain 3-channel ResNet cannot take it
+        check_backbone_load(canonical_shapes(sobel=False), ckpt["state_dict"])
+    assert info.value.mismatched == {"conv1.weight": ((64, 3, 7, 7), (64, 2, 7, 7))}

@@ -1,4 +1,4 @@
-"""Fixtures: the tiny VOC2012(+aug) and Cityscapes layouts from dcbench.tiny, and a random backbone."""
+"""Fixtures: the tiny VOC2012(+aug) and Cityscapes layouts (dcbench.tiny), random RGB / Sobel backbones."""
 
 from __future__ import annotations
 
@@ -20,4 +20,11 @@ def seg_data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def random_backbone() -> Backbone:
     torch.manual_seed(0)
     return Backbone(state_dict=build_resnet50().state_dict(), sobel=False, sha256="0" * 64,
+                    source_format="test")
+
+
+@pytest.fixture(scope="session")
+def sobel_backbone() -> Backbone:
+    torch.manual_seed(1)
+    return Backbone(state_dict=build_resnet50(sobel=True).state_dict(), sobel=True, sha256="1" * 64,
                     source_format="test")

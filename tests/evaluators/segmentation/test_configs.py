@@ -8,11 +8,11 @@ import pytest
 
 from dcbench.config import ConfigError, config_hash, from_dict, to_dict
 from evaluators.segmentation import cityscapes, voc12aug
-from evaluators.segmentation.configs import BACKBONE_TYPE, mmseg_config
+from evaluators.segmentation.configs import BACKBONE_TYPE, SOBEL_BACKBONE_TYPE, mmseg_config
 
 
-def _cfg(module, config, tmp_path: Path) -> dict:
-    return mmseg_config(config, module.SPEC, tmp_path / "data", tmp_path / "work", seed=3)
+def _cfg(module, config, tmp_path: Path, sobel: bool = False) -> dict:
+    return mmseg_config(config, module.SPEC, tmp_path / "data", tmp_path / "work", seed=3, sobel=sobel)
 
 
 def test_fcn_r50_d8_model_matches_mmseg(tmp_path: Path) -> None:
@@ -38,6 +38,21 @@ def test_fcn_r50_d8_model_matches_mmseg(tmp_path: Path) -> None:
     assert pre["bgr_to_rgb"] is True and pre["seg_pad_val"] == 255 and pre["size"] == (512, 512)
     assert model["test_cfg"] == {"mode": "whole"}
     assert head["align_corners"] is False and aux["align_corners"] is False
+
+
+@pytest.mark.parametrize("module", [voc12aug, cityscapes])
+def test_sobel_backbone_changes_only_the_stem(tmp_path: Path, module) -> None:
+    rgb = _cfg(module, module.Config(), tmp_path)
+    sobel = _cfg(module, module.Config(), tmp_path, sobel=True)
+    assert (sobel["model"]["backbone"]["type"], sobel["model"]["backbone"]["in_channels"]) == (
+        SOBEL_BACKBONE_TYPE, 2)
+    assert (rgb["model"]["backbone"]["type"], rgb["model"]["backbone"]["in_channels"]) == ("ResNet", 3)
+    drop = ("type", "in_channels")
+    assert {k: v for k, v in sobel["model"]["backbone"].items() if k not in drop} == {
+        k: v for k, v in rgb["model"]["backbone"].items() if k not in drop}
+    assert {**sobel, "model": None} == {**rgb, "model": None}
+    assert {k: v for k, v in sobel["model"].items() if k != "backbone"} == {
+        k: v for k, v in rgb["model"].items() if k != "backbone"}
 
 
 def test_schedules_match_mmseg(tmp_path: Path) -> None:

@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from adapters.load import SobelExportError
 from adapters.mmseg import BackboneLoadError, write_mmseg_checkpoint
-from dcbench.backbone import Backbone, build_resnet50
+from dcbench.backbone import Backbone, Sobel, build_resnet50
 from dcbench.context import RunContext
 from dcbench.datasets.common import DatasetMissingError
 from evaluators.segmentation import cityscapes, runner, voc12aug
@@ -72,13 +71,6 @@ def test_missing_dataset_names_the_layout(tmp_path: Path, random_backbone: Backb
         module.run(random_backbone, tmp_path / "nothing", module.TINY, _ctx(tmp_path))
 
 
-def test_sobel_backbone_is_refused(tmp_path: Path, seg_data_root: Path) -> None:
-    sobel = Backbone(state_dict=build_resnet50(sobel=True).state_dict(), sobel=True, sha256="1" * 64,
-                     source_format="test")
-    with pytest.raises(SobelExportError, match="mmsegmentation"):
-        voc12aug.run(sobel, seg_data_root, voc12aug.TINY, _ctx(tmp_path))
-
-
 def test_missing_mmseg_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "mmseg.models", None)  # makes `import mmseg.models` fail
     with pytest.raises(runner.SegmentationSetupError, match="scripts/install_seg.sh"):
@@ -87,16 +79,24 @@ def test_missing_mmseg_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> N
 
 # ---- with mmsegmentation installed (scripts/install_seg.sh); CI installs it --------------------------
 
-def test_torchvision_keys_fill_mmseg_resnet_exactly(tmp_path: Path, random_backbone: Backbone) -> None:
+def _mmseg_parts(sobel: bool) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(data preprocessor, backbone with BN) built by mmseg from our TINY config."""
     pytest.importorskip("mmseg")
     runner.require_mmseg()
     from mmseg.registry import MODELS
     from mmseg.utils import register_all_modules
 
+    import evaluators.segmentation.mm_backbone  # noqa: F401  (registers SobelResNet)
+
     register_all_modules(init_default_scope=False)
-    cfg = model_dict(voc12aug.TINY.model, 21, (64, 64))
+    cfg = model_dict(voc12aug.TINY.model, 21, (32, 32), sobel=sobel)
     cfg["backbone"]["norm_cfg"] = {"type": "BN", "requires_grad": True}
-    backbone = MODELS.build(cfg["backbone"])
+    return MODELS.build(cfg["data_preprocessor"]), MODELS.build(cfg["backbone"])
+
+
+def test_torchvision_keys_fill_mmseg_resnet_exactly(tmp_path: Path, random_backbone: Backbone) -> None:
+    _, backbone = _mmseg_parts(sobel=False)
+    assert type(backbone).__name__ == "ResNet" and backbone.conv1.in_channels == 3
     path = tmp_path / "b.pth"
     write_mmseg_checkpoint(random_backbone, path)
     runner.load_backbone_checkpoint(backbone, path)
@@ -110,7 +110,7 @@ def test_bad_converted_checkpoint_fails_the_run(
 ) -> None:
     pytest.importorskip("mmseg")
 
-    def write_without_stem(backbone: Backbone, path: Path) -> None:
+    def write_without_stem(backbone: Backbone, path: Path, allow_sobel: bool = False) -> None:
         state = {k: v for k, v in backbone.state_dict.items() if not k.startswith("bn1.")}
         torch.save({"state_dict": state}, path)
 
@@ -140,3 +140,74 @@ def test_tiny_train_and_eval_gives_finite_miou(tmp_path: Path, seg_data_root: Pa
     saved = json.loads((ctx.work_dir / runner.METRICS_NAME).read_text())
     assert saved["mIoU"] == measurement.value
     assert dataclasses.asdict(measurement)["engine"] == "mmseg"
+
+
+def test_sobel_resnet_loads_the_2_channel_stem_and_filters_the_normalised_image(
+    tmp_path: Path, sobel_backbone: Backbone,
+) -> None:
+    preprocessor, backbone = _mmseg_parts(sobel=True)
+    path = tmp_path / "s.pth"
+    write_mmseg_checkpoint(sobel_backbone, path, allow_sobel=True)
+    runner.load_backbone_checkpoint(backbone, path)
+    assert type(backbone).__name__ == "SobelResNet"
+    assert tuple(backbone.conv1.weight.shape) == (64, 2, 7, 7)
+    assert torch.equal(backbone.conv1.weight, sobel_backbone.state_dict["conv1.weight"])
+    assert backbone.state_dict().keys() == sobel_backbone.state_dict.keys()  # the filter adds no key
+    assert list(backbone.sobel.parameters()) == []  # nothing for an optimiser to train
+    torch.manual_seed(0)
+    image_bgr = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
+    inputs = preprocessor({"inputs": [image_bgr]}, training=False)["inputs"]
+    mean, std = torch.tensor([123.675, 116.28, 103.53]), torch.tensor([58.395, 57.12, 57.375])
+    normalised = (image_bgr[[2, 1, 0]].float() - mean[:, None, None]) / std[:, None, None]
+    assert torch.allclose(inputs[0], normalised)
+    taps = sobel_backbone.build_taps().eval()  # what every frozen-feature evaluator runs
+    r = taps.resnet
+    backbone.eval()  # mmseg's ResNet.train returns None
+    with torch.no_grad():
+        res2 = backbone(inputs)[0]  # stem and res2 have no dilation: same maths as torchvision
+        expected = r.layer1(r.maxpool(r.relu(r.bn1(r.conv1(taps.input_filter(normalised[None]))))))
+    assert torch.allclose(res2, expected, atol=1e-5)
+
+
+def test_sobel_resnet_refuses_3_input_channels() -> None:
+    pytest.importorskip("mmseg")
+    runner.require_mmseg()
+    from evaluators.segmentation.mm_backbone import SobelResNet
+
+    with pytest.raises(ValueError, match="in_channels=3"):
+        SobelResNet(depth=50, in_channels=3)
+
+
+def test_tiny_sobel_run_trains_conv1_and_keeps_the_filter_fixed(
+    tmp_path: Path, seg_data_root: Path, sobel_backbone: Backbone, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("mmseg")
+    from evaluators.segmentation import mm_hooks
+
+    loaded: list[torch.nn.Module] = []
+    stem_equal: list[bool] = []
+    trained_ids: set[int] = set()
+    real_load, real_before_train = runner.load_backbone_checkpoint, mm_hooks.LoadBackboneHook.before_train
+
+    def spy_load(target: torch.nn.Module, path: Path) -> None:
+        real_load(target, path)
+        loaded.append(target)
+        stem_equal.append(torch.equal(target.conv1.weight.cpu(), sobel_backbone.state_dict["conv1.weight"]))
+
+    def spy_before_train(hook: mm_hooks.LoadBackboneHook, mm_runner: object) -> None:
+        real_before_train(hook, mm_runner)
+        groups = mm_runner.optim_wrapper.optimizer.param_groups  # type: ignore[attr-defined]
+        trained_ids.update(id(p) for group in groups for p in group["params"])
+
+    monkeypatch.setattr(runner, "load_backbone_checkpoint", spy_load)
+    monkeypatch.setattr(mm_hooks.LoadBackboneHook, "before_train", spy_before_train)
+    (measurement,) = voc12aug.run(sobel_backbone, seg_data_root, voc12aug.TINY, _ctx(tmp_path))
+    assert math.isfinite(measurement.value) and 0.0 <= measurement.value <= 100.0
+    (model,) = loaded
+    assert type(model).__name__ == "SobelResNet" and stem_equal == [True]
+    assert model.conv1.weight.shape[1] == 2 and id(model.conv1.weight) in trained_ids
+    assert not torch.equal(model.conv1.weight.detach().cpu(), sobel_backbone.state_dict["conv1.weight"])
+    fixed = Sobel()
+    assert all(id(b) not in trained_ids for b in model.sobel.buffers())
+    assert torch.equal(model.sobel.gray.cpu(), fixed.gray)
+    assert torch.equal(model.sobel.sobel.cpu(), fixed.sobel)
