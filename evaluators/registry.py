@@ -16,7 +16,7 @@ from typing import Any
 from dcbench.backbone import Backbone
 from dcbench.context import RunContext
 from dcbench.results import Measurement
-from evaluators import linear, linear_avgpool, semisup
+from evaluators import linear, linear_avgpool, semisup, voc_lowshot, voc_svm
 from evaluators.detection import coco, voc0712
 from evaluators.segmentation import cityscapes, voc12aug
 
@@ -49,8 +49,8 @@ def _multi(table: str, module: ModuleType, name: str) -> BenchmarkSpec:
 
 
 EVALUATORS: dict[str, BenchmarkSpec] = {
-    "voc07_svm": _pending("voc_svm", "VOC07 SVM"),
-    "voc07_lowshot": _pending("voc_svm", "VOC07 low-shot SVM"),
+    "voc07_svm": BenchmarkSpec("voc_svm", voc_svm.run, voc_svm.Config(), voc_svm.TINY),
+    "voc07_lowshot": BenchmarkSpec("voc_svm", voc_lowshot.run, voc_lowshot.Config(), voc_lowshot.TINY),
     "linear_imagenet": _multi("linear_imagenet", linear, "linear_imagenet"),
     "linear_avgpool_imagenet": _multi("linear_imagenet", linear_avgpool, "linear_avgpool_imagenet"),
     "linear_inat18": _multi("linear_inat18", linear, "linear_inat18"),

@@ -1,0 +1,158 @@
+"""Cached frozen-feature extraction: one pass over the images for every requested tap.
+
+Cache layout: `cache_dir/<checkpoint sha256>/<dataset>/<split>/<tap>__<transform id>.npy`
+(float32, one row per image in dataset order) plus `<tap>__<transform id>.json` recording the
+row count and the image-list fingerprint. Files are written atomically (dcbench.fileio), so an
+interrupted run leaves nothing that looks complete. A later call with the same key and images
+loads the arrays (memory-mapped) without building or running the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from numpy.lib.format import open_memmap
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from dcbench.fileio import atomic_path, atomic_write_text
+
+LOG = logging.getLogger("deepcluster_bench")
+_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
+
+
+@dataclass(frozen=True)
+class FeatureKey:
+    """What a cached feature file depends on (besides the tap)."""
+
+    checkpoint_sha256: str
+    dataset: str  # e.g. 'voc07'
+    split: str  # e.g. 'trainval'
+    transform_id: str  # names the preprocessing, e.g. 'resize256-224x224-imnet'
+
+    def __post_init__(self) -> None:
+        for name in ("checkpoint_sha256", "dataset", "split", "transform_id"):
+            value = getattr(self, name)
+            if not _SAFE.match(value):
+                raise ValueError(f"FeatureKey.{name}={value!r} must be a plain file-name component "
+                                 "(letters, digits, . _ + = -)")
+
+    def path(self, cache_dir: Path, tap: str) -> Path:
+        folder = Path(cache_dir) / self.checkpoint_sha256 / self.dataset / self.split
+        return folder / f"{tap}__{self.transform_id}.npy"
+
+
+def fingerprint(items: Iterable[object]) -> str:
+    """sha256 (16 hex digits) of an ordered list of image identifiers (paths, ids)."""
+    digest = hashlib.sha256()
+    for item in items:
+        digest.update(str(item).encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _meta_path(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def _cached(path: Path, rows: int, images: str) -> bool:
+    if not path.exists() or not _meta_path(path).exists():
+        return False
+    try:
+        meta = json.loads(_meta_path(path).read_text())
+        shape = np.load(path, mmap_mode="r").shape
+    except (OSError, ValueError):
+        return False
+    return meta.get("rows") == rows and meta.get("images") == images and shape[0] == rows
+
+
+def _images(batch: object) -> torch.Tensor:
+    images = batch[0] if isinstance(batch, (list, tuple)) else batch
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"the dataset must yield image tensors or (image, target) pairs; got {type(images)}")
+    return images
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def _write_all(model: nn.Module, loader: DataLoader, taps: Sequence[str], paths: dict[str, Path],
+               rows: int, device: torch.device, progress: bool) -> None:
+    with contextlib.ExitStack() as stack:
+        tmp = {tap: stack.enter_context(atomic_path(paths[tap])) for tap in taps}
+        arrays: dict[str, np.ndarray] = {}
+        start = 0
+        with _eval_mode(model), torch.inference_mode():
+            for batch in tqdm(loader, desc=f"features {'+'.join(taps)}", unit="batch", disable=not progress,
+                              leave=False):
+                images = _images(batch).to(device, non_blocking=True)
+                out = model(images, taps=tuple(taps))
+                for tap in taps:
+                    feats = out[tap].reshape(len(images), -1).float().cpu().numpy()
+                    if tap not in arrays:
+                        arrays[tap] = open_memmap(tmp[tap], mode="w+", dtype=np.float32,
+                                                  shape=(rows, feats.shape[1]))
+                    arrays[tap][start:start + len(feats)] = feats
+                start += len(images)
+        if start != rows:
+            raise RuntimeError(f"the loader yielded {start} images, the dataset has {rows}")
+        for array in arrays.values():
+            array.flush()
+        arrays.clear()
+
+
+def extract_features(
+    model: nn.Module | Callable[[], nn.Module],
+    dataset: Dataset,
+    taps: Sequence[str],
+    cache_dir: Path,
+    key: FeatureKey,
+    device: torch.device,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    progress: bool = True,
+    images: str | None = None,
+) -> dict[str, np.ndarray]:
+    """Features of every image of `dataset` for each tap: {tap: float32 (N, dim)} (memory-mapped).
+
+    `model` is a FeatureTaps-like module called as `model(images, taps=...)` -> {tap: (B, ...)},
+    or a zero-argument factory for one (only called when something must be computed; a module
+    passed in is moved to `device` and restored to its train/eval mode afterwards). Missing taps
+    are computed together in ONE pass (eval mode, inference mode, dataset order). `images` is a
+    fingerprint of the image list (see `fingerprint`); a cached file with another one is redone.
+    """
+    rows = len(dataset)  # type: ignore[arg-type]
+    if rows == 0:
+        raise ValueError(f"dataset {key.dataset}/{key.split} is empty; nothing to extract")
+    images = images or fingerprint([rows])
+    taps = list(dict.fromkeys(taps))
+    paths = {tap: key.path(cache_dir, tap) for tap in taps}
+    missing = [tap for tap in taps if not _cached(paths[tap], rows, images)]
+    if missing:
+        LOG.info("extracting %s for %s/%s (%d images)", missing, key.dataset, key.split, rows)
+        net = model if isinstance(model, nn.Module) else model()
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                            pin_memory=device.type == "cuda")
+        _write_all(net.to(device), loader, missing, paths, rows, device, progress)
+        for tap in missing:
+            atomic_write_text(_meta_path(paths[tap]), json.dumps({"rows": rows, "images": images, "key": {
+                "checkpoint_sha256": key.checkpoint_sha256, "dataset": key.dataset, "split": key.split,
+                "transform_id": key.transform_id, "tap": tap}}, indent=1) + "\n")
+    return {tap: np.load(paths[tap], mmap_mode="r") for tap in taps}

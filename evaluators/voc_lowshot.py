@@ -1,0 +1,207 @@
+"""VOC07 low-shot SVM (benchmark `voc07_lowshot`): k = 1..96 labelled images per class and cost.
+
+Protocol (fair_self_supervision_benchmark tools/svm/train_svm_low_shot.py, test_svm_low_shot.py,
+aggregate_low_shot_svm_stats.py; run by MMSelfSup .../svm_voc07/tools/eval_svm_lowshot.sh):
+for each of 5 independent samples (evaluators.svm_lowshot_samples) and each k, one LinearSVC per
+class and cost (same SVM and costs as voc07_svm) is trained on that class's k positives and
+(C-1)k negatives of VOC07 trainval; every SVM is scored on all of VOC07 test (VOC AP, difficult
+ignored); mAP over classes per (sample, k, cost); mean over the samples.
+
+Two rows per layer and k:
+- `reference`: the cost whose sample-mean TEST mAP is highest (aggregate_low_shot_svm_stats.py:
+  argmax over costs of the mean) -- the cost is selected on the test set, as the reference does;
+- `clean`: each sample picks its own cost by stratified cross-validation inside its training
+  images (min(3, k) folds, sklearn AP, mean over classes; one cost per sample as the reference
+  uses one cost per k), then its test mAP at that cost; mean over samples. Not defined for k=1
+  (one positive cannot be split), so k=1 has no `clean` row.
+A PNG of mAP against k (every layer, both variants) is written to the work folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dcbench.backbone import LAYERS, Backbone
+from dcbench.config import to_dict
+from dcbench.context import RunContext
+from dcbench.datasets.voc import VOC_CLASSES
+from dcbench.fileio import atomic_write_text
+from dcbench.results import Measurement
+from evaluators.svm_common import (
+    REFERENCE_COSTS,
+    REFERENCE_COSTS_SOURCE,
+    augmented_gram,
+    feature_center,
+    normalize_features,
+    sklearn_ap,
+    stratified_folds,
+    voc_ap,
+)
+from evaluators.svm_lowshot_plot import plot_lowshot
+from evaluators.svm_lowshot_samples import SOURCE as SAMPLES_SOURCE
+from evaluators.svm_lowshot_samples import LowShotSamples, load_or_draw
+from evaluators.svm_solver import SolverSettings, solve_path
+from evaluators.svm_voc_data import TRANSFORM_SOURCE, load_voc07_features
+
+LOG = logging.getLogger("deepcluster_bench")
+SAMPLES_FILE = "voc07_lowshot_samples.json"
+
+
+@dataclass(frozen=True)
+class Config:
+    layers: tuple[str, ...] = LAYERS
+    k_values: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 96)
+    num_samples: int = 5
+    sample_seed: int = 0
+    costs: tuple[float, ...] = REFERENCE_COSTS
+    pos_weight: float = 2.0
+    neg_weight: float = 1.0
+    intercept_scaling: float = 1.0
+    clean_cv_folds: int = 3  # `clean` variant only (the reference selects on test)
+    resize_edge: int = 256
+    image_size: int = 224
+    batch_size: int = 32
+    solver_tol: float = 1e-4
+    precond_rank: int = 64
+    gram_budget: int = 40_000_000  # float64 entries of sub-Gram matrices solved together
+    source: str = (
+        "fair_self_supervision_benchmark tools/svm/{train_svm_low_shot,test_svm_low_shot,"
+        "aggregate_low_shot_svm_stats}.py (k 1..96, 5 samples, LinearSVC as voc07_svm, cost argmax of "
+        "the sample-mean test mAP); samples: " + SAMPLES_SOURCE + "; costs: " + REFERENCE_COSTS_SOURCE
+        + "; features: " + TRANSFORM_SOURCE
+    )
+
+
+TINY = Config(resize_edge=73, image_size=64, batch_size=25)
+
+
+@dataclass(frozen=True, eq=False)
+class KResult:
+    test_map: np.ndarray  # (num_samples, num_costs) mAP (fraction) over classes with test positives
+    cv_map: np.ndarray | None  # (num_samples, num_costs) mean CV AP over classes; None for k=1
+    passes: int
+
+
+def _problems(targets: np.ndarray, folds: int) -> torch.Tensor:
+    """(G, 1 + folds, m): the sample's full training set, then each CV training set."""
+    cols = [targets]
+    if folds:
+        fold_of = np.stack([stratified_folds(t, folds) for t in targets])
+        cols += [np.where(fold_of == f, 0, targets) for f in range(folds)]
+    return torch.from_numpy(np.stack(cols, axis=1))
+
+
+def _solve_chunk(gram: torch.Tensor, cross: torch.Tensor, idx: np.ndarray, targets: np.ndarray,
+                 test_labels: np.ndarray, cls: np.ndarray, folds: int, config: Config
+                 ) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Test AP (G, costs) and CV AP (G, costs) of the groups (one per (sample, class)) of a chunk."""
+    sel = torch.from_numpy(idx)
+    grams = gram[sel[:, :, None], sel[:, None, :]]
+    settings = SolverSettings(tol=config.solver_tol, precond_rank=config.precond_rank)
+    res = solve_path(grams, _problems(targets, folds), config.costs, config.pos_weight, config.neg_weight,
+                     settings)
+    test_ap = np.stack([
+        voc_ap(cross[:, sel[g]] @ res.beta[:, g, :, 0].T,
+               torch.from_numpy(test_labels[:, cls[g]])[:, None].expand(-1, len(config.costs))).numpy()
+        for g in range(len(idx))])
+    if not folds:
+        return test_ap, None, res.passes
+    cv = np.zeros_like(test_ap)
+    for g in range(len(idx)):
+        fold_of = torch.from_numpy(stratified_folds(targets[g], folds))[:, None]
+        lab = torch.from_numpy(targets[g])[:, None].expand(-1, len(config.costs))
+        for f in range(folds):
+            scores = res.outputs[:, g, :, 1 + f].T
+            cv[g] += sklearn_ap(scores, lab, (fold_of == f).expand_as(scores)).numpy() / folds
+    return test_ap, cv, res.passes
+
+
+def _evaluate_k(gram: torch.Tensor, cross: torch.Tensor, idx: np.ndarray, targets: np.ndarray,
+                test_labels: np.ndarray, k: int, config: Config) -> KResult:
+    samples, classes, m = idx.shape
+    folds = min(config.clean_cv_folds, k) if k >= 2 else 0
+    flat_idx, flat_tgt = idx.reshape(-1, m), targets.reshape(-1, m)
+    cls = np.tile(np.arange(classes), samples)
+    chunk = max(1, config.gram_budget // (m * m))
+    tests, cvs, passes = [], [], 0
+    for start in range(0, len(flat_idx), chunk):
+        part = slice(start, start + chunk)
+        t, c, p = _solve_chunk(gram, cross, flat_idx[part], flat_tgt[part], test_labels, cls[part], folds,
+                               config)
+        tests.append(t)
+        cvs.append(c)
+        passes += p
+    test_ap = np.concatenate(tests).reshape(samples, classes, -1)
+    has_pos = (test_labels == 1).any(0)
+    test_map = test_ap[:, has_pos].mean(1)
+    cv_map = np.concatenate(cvs).reshape(samples, classes, -1).mean(1) if folds else None
+    return KResult(test_map, cv_map, passes)
+
+
+def evaluate_layer(train: np.ndarray, test: np.ndarray, test_labels: np.ndarray, samples: LowShotSamples,
+                   config: Config) -> dict[int, KResult]:
+    """Every feasible k of the samples on one feature set."""
+    xtr, xte = normalize_features(train), normalize_features(test)
+    center = feature_center(xtr)
+    gram = augmented_gram(xtr, center=center, intercept_scaling=config.intercept_scaling)
+    cross = augmented_gram(xte, xtr, center=center, intercept_scaling=config.intercept_scaling)
+    return {k: _evaluate_k(gram, cross, samples.indices[k], samples.targets[k], test_labels, k, config)
+            for k in samples.k_values}
+
+
+def summarize(result: KResult) -> tuple[float, float | None]:
+    """(reference, clean) mAP in percent for one k."""
+    reference = float(result.test_map.mean(0).max() * 100.0)
+    if result.cv_map is None:
+        return reference, None
+    chosen = result.cv_map.argmax(1)  # per sample, first best in the reference cost order
+    clean = float(result.test_map[np.arange(len(chosen)), chosen].mean() * 100.0)
+    return reference, clean
+
+
+def _details(layer: str, results: dict[int, KResult], samples: LowShotSamples, config: Config) -> str:
+    skipped = {str(k): why for k, why in samples.skipped.items()}
+    out: dict = {"layer": layer, "costs": list(config.costs), "skipped_k": skipped, "config": to_dict(config)}
+    out["k"] = {}
+    for k, r in results.items():
+        ref, clean = summarize(r)
+        out["k"][str(k)] = {
+            "reference_mAP": ref, "clean_mAP": clean, "solver_passes": r.passes,
+            "test_map_per_sample_cost": r.test_map.tolist(),
+            "reference_cost": config.costs[int(r.test_map.mean(0).argmax())],
+            "clean_cost_per_sample": None if r.cv_map is None else
+            [config.costs[int(i)] for i in r.cv_map.argmax(1)],
+        }
+    return json.dumps(out, indent=1) + "\n"
+
+
+def run(backbone: Backbone, data_root: Path, config: Config, ctx: RunContext) -> list[Measurement]:
+    """Entry point of `voc07_lowshot`: rows per layer x feasible k x {reference, clean}."""
+    feats = load_voc07_features(backbone, data_root, config.layers, config.resize_edge, config.image_size,
+                                config.batch_size, ctx)
+    samples = load_or_draw(ctx.work_dir / SAMPLES_FILE, feats.train_labels, feats.train_ids, VOC_CLASSES,
+                           config.k_values, config.num_samples, config.sample_seed)
+    if not samples.k_values:
+        raise ValueError(f"no low-shot k in {config.k_values} can be drawn from this VOC07 trainval: "
+                         + "; ".join(f"k={k}: {why}" for k, why in samples.skipped.items()))
+    rows, curves = [], {}
+    for layer in config.layers:
+        results = evaluate_layer(feats.train[layer], feats.test[layer], feats.test_labels, samples, config)
+        details = _details(layer, results, samples, config)
+        atomic_write_text(ctx.work_dir / f"voc07_lowshot_{layer}.json", details)
+        curves[layer] = {k: summarize(r) for k, r in results.items()}
+        for k, (ref, clean) in curves[layer].items():
+            LOG.info("voc07_lowshot %s k=%d: reference %.2f clean %s", layer, k, ref, clean)
+            rows.append(Measurement(dataset="voc07", metric="mAP", value=ref, layer=layer, k=k,
+                                    variant="reference"))
+            if clean is not None:
+                rows.append(Measurement(dataset="voc07", metric="mAP", value=clean, layer=layer, k=k,
+                                        variant="clean"))
+    plot_lowshot(curves, ctx.work_dir / "voc07_lowshot_map_vs_k.png")
+    return rows

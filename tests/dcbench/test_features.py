@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from dcbench.backbone import FeatureTaps, build_resnet50
+from dcbench.features import FeatureKey, extract_features, fingerprint
+
+
+class _Images(Dataset):
+    def __init__(self, n: int) -> None:
+        self.images = torch.randn(n, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.images[index], index
+
+
+class _Taps(nn.Module):
+    """Counts forward passes; 'a' and 'b' are deterministic functions of the image."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+        self.modes: list[bool] = []
+
+    def forward(self, x: torch.Tensor, taps: Sequence[str]) -> dict[str, torch.Tensor]:
+        self.calls += 1
+        self.modes.append(self.training)
+        table = {"a": x.flatten(1)[:, :5] * 2, "b": x.mean(dim=(2, 3))}
+        return {t: table[t] for t in taps}
+
+
+KEY = FeatureKey("f" * 64, "toy", "train", "id8")
+
+
+def _never() -> nn.Module:
+    raise AssertionError("the model must not be built when the cache is complete")
+
+
+def test_one_pass_then_cache_reuse(tmp_path: Path) -> None:
+    data = _Images(10)
+    model = _Taps()
+    first = extract_features(lambda: model, data, ["a", "b"], tmp_path, KEY, torch.device("cpu"),
+                             batch_size=4, progress=False)
+    assert model.calls == 3  # ONE pass over 10 images in batches of 4, both taps together
+    assert model.modes == [False, False, False]  # eval mode
+    assert first["a"].shape == (10, 5) and first["a"].dtype == np.float32
+    np.testing.assert_allclose(first["a"], data.images.flatten(1)[:, :5].numpy() * 2, rtol=1e-6)
+    again = extract_features(_never, data, ["b", "a"], tmp_path, KEY, torch.device("cpu"), progress=False)
+    np.testing.assert_array_equal(again["b"], first["b"])
+    assert KEY.path(tmp_path, "a").exists() and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_only_missing_taps_are_computed(tmp_path: Path) -> None:
+    data = _Images(6)
+    extract_features(_Taps, data, ["a"], tmp_path, KEY, torch.device("cpu"), batch_size=6, progress=False)
+    before = KEY.path(tmp_path, "a").stat().st_mtime_ns
+    model = _Taps()
+    extract_features(lambda: model, data, ["a", "b"], tmp_path, KEY, torch.device("cpu"), progress=False)
+    assert model.calls == 1
+    assert KEY.path(tmp_path, "a").stat().st_mtime_ns == before
+
+
+def test_other_images_invalidate_the_cache(tmp_path: Path) -> None:
+    data = _Images(6)
+    extract_features(_Taps, data, ["a"], tmp_path, KEY, torch.device("cpu"), progress=False,
+                     images=fingerprint(["x", "y"]))
+    model = _Taps()
+    extract_features(lambda: model, data, ["a"], tmp_path, KEY, torch.device("cpu"), progress=False,
+                     images=fingerprint(["x", "z"]))
+    assert model.calls == 1
+    model = _Taps()
+    extract_features(lambda: model, _Images(5), ["a"], tmp_path, KEY, torch.device("cpu"), progress=False,
+                     images=fingerprint(["x", "z"]))
+    assert model.calls == 1  # a different row count is stale too
+
+
+def test_failed_pass_leaves_no_file(tmp_path: Path) -> None:
+    class Broken(_Taps):
+        def forward(self, x: torch.Tensor, taps: Sequence[str]) -> dict[str, torch.Tensor]:
+            if self.calls == 1:
+                raise RuntimeError("boom")
+            return super().forward(x, taps)
+
+    with pytest.raises(RuntimeError, match="boom"):
+        extract_features(Broken, _Images(6), ["a"], tmp_path, KEY, torch.device("cpu"), batch_size=2,
+                         progress=False)
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))
+
+
+def test_real_feature_taps(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    taps = FeatureTaps(build_resnet50())
+    taps.train()
+    out = extract_features(taps, _Images(2), ["feature5", "avgpool"], tmp_path, KEY, torch.device("cpu"),
+                           progress=False)
+    assert out["feature5"].shape == (2, 8192) and out["avgpool"].shape == (2, 2048)
+    assert taps.training  # the caller's module is left in the mode it had
+
+
+def test_key_components_must_be_plain_names() -> None:
+    with pytest.raises(ValueError, match="file-name component"):
+        FeatureKey("f" * 64, "voc/07", "train", "id")

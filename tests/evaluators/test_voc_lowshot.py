@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.svm import LinearSVC
+
+from dcbench.backbone import Backbone, build_resnet50
+from dcbench.config import replace
+from dcbench.context import RunContext
+from dcbench.tiny import make_tiny
+from evaluators import voc_lowshot
+from evaluators.svm_common import normalize_features, voc_ap
+from evaluators.svm_lowshot_samples import load_or_draw
+
+CLASSES = ("a", "b", "c")
+
+
+def _labels(n: int, seed: int) -> tuple[np.ndarray, tuple[str, ...]]:
+    rng = np.random.default_rng(seed)
+    labels = np.where(rng.random((n, 3)) < 0.35, 1, -1).astype(np.int8)
+    labels[(rng.random((n, 3)) < 0.05)] = 0
+    return labels, tuple(f"{i:06d}" for i in range(n))
+
+
+def test_samples_follow_the_reference_recipe_and_are_saved(tmp_path: Path) -> None:
+    labels, ids = _labels(120, 0)
+    path = tmp_path / "samples.json"
+    samples = load_or_draw(path, labels, ids, CLASSES, (1, 4, 64), num_samples=3, seed=7)
+    assert samples.k_values == (1, 4) and 64 in samples.skipped and "k=64" in samples.skipped[64]
+    for k in samples.k_values:
+        idx, tgt = samples.indices[k], samples.targets[k]
+        assert idx.shape == (3, 3, 3 * k)
+        for s in range(3):
+            for c in range(3):
+                assert np.all(np.diff(idx[s, c]) > 0)  # distinct, dataset order
+                assert (tgt[s, c] == 1).sum() == k and (tgt[s, c] == -1).sum() == 2 * k
+                np.testing.assert_array_equal(labels[idx[s, c], c], tgt[s, c])  # never a difficult one
+        assert not np.array_equal(idx[0], idx[1])  # independent samples
+    saved = json.loads(path.read_text())
+    assert saved["seed"] == 7 and saved["skipped"]["64"] == samples.skipped[64]
+    assert len(saved["samples"]["4"][2]["b"]["positives"]) == 4
+    again = load_or_draw(path, labels, ids, CLASSES, (1, 4, 64), num_samples=3, seed=7)
+    for k in samples.k_values:
+        np.testing.assert_array_equal(again.indices[k], samples.indices[k])
+        np.testing.assert_array_equal(again.targets[k], samples.targets[k])
+    fresh = load_or_draw(tmp_path / "other.json", labels, ids, CLASSES, (1, 4, 64), num_samples=3, seed=7)
+    np.testing.assert_array_equal(fresh.indices[4], samples.indices[4])  # deterministic from the seed
+    other_seed = load_or_draw(path, labels, ids, CLASSES, (1, 4), num_samples=3, seed=8)
+    assert not np.array_equal(other_seed.indices[4], samples.indices[4])
+
+
+def test_layer_matches_per_sample_liblinear(tmp_path: Path) -> None:
+    """Test mAP per (sample, cost) equals LinearSVC trained on each class's sample."""
+    rng = np.random.default_rng(0)
+    protos = rng.normal(size=(3, 32))
+    labels, ids = _labels(150, 1)
+    test_labels, _ = _labels(90, 2)
+    train = np.maximum(0, rng.normal(size=(150, 32)) + 0.6 * (labels == 1) @ protos).astype(np.float32)
+    test = np.maximum(0, rng.normal(size=(90, 32)) + 0.6 * (test_labels == 1) @ protos).astype(np.float32)
+    samples = load_or_draw(tmp_path / "s.json", labels, ids, CLASSES, (1, 4), num_samples=2, seed=0)
+    costs = (0.1, 1.0, 10.0)
+    config = replace(voc_lowshot.TINY, costs=costs, solver_tol=1e-6)
+    results = voc_lowshot.evaluate_layer(train, test, test_labels, samples, config)
+    xtr, xte = normalize_features(train).double().numpy(), normalize_features(test).double().numpy()
+    k = 4
+    for s in range(2):
+        for j, cost in enumerate(costs):
+            aps = []
+            for c in range(3):
+                rows = samples.indices[k][s, c]
+                clf = LinearSVC(C=cost, class_weight={1: 2, -1: 1}, intercept_scaling=1.0, dual=True,
+                                tol=1e-8, max_iter=100_000)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    clf.fit(xtr[rows], samples.targets[k][s, c])
+                scores = torch.from_numpy(clf.decision_function(xte))[:, None]
+                aps.append(float(voc_ap(scores, torch.from_numpy(test_labels[:, c : c + 1]))[0]))
+            assert results[k].test_map[s, j] == pytest.approx(np.mean(aps), abs=1e-3)
+    ref, clean = voc_lowshot.summarize(results[k])
+    assert ref == pytest.approx(results[k].test_map.mean(0).max() * 100)
+    assert clean is not None and clean <= ref + 1e-9  # the test-selected cost is an upper bound
+    assert voc_lowshot.summarize(results[1])[1] is None  # no CV with one positive
+
+
+def test_run_on_tiny_voc(tmp_path: Path) -> None:
+    root = make_tiny(tmp_path / "data", seed=0, datasets=["voc2007"])
+    torch.manual_seed(0)
+    backbone = Backbone(state_dict=build_resnet50().state_dict(), sobel=False, sha256="ef" * 32,
+                        source_format="test")
+    ctx = RunContext(work_dir=tmp_path / "work", cache_dir=tmp_path / "cache", device=torch.device("cpu"),
+                     seed=0, progress=False)
+    config = replace(voc_lowshot.TINY, layers=("feature4", "feature5"), num_samples=2)
+    rows = voc_lowshot.run(backbone, root, config, ctx)
+    saved = json.loads((ctx.work_dir / voc_lowshot.SAMPLES_FILE).read_text())
+    feasible = sorted(int(k) for k in saved["samples"])
+    assert feasible and set(feasible) | {int(k) for k in saved["skipped"]} == set(config.k_values)
+    refs = {(r.layer, r.k) for r in rows if r.variant == "reference"}
+    assert refs == {(layer, k) for layer in config.layers for k in feasible}
+    assert {(r.layer, r.k) for r in rows if r.variant == "clean"} == {x for x in refs if x[1] >= 2}
+    assert all(r.dataset == "voc07" and r.metric == "mAP" and math.isfinite(r.value) for r in rows)
+    assert (ctx.work_dir / "voc07_lowshot_map_vs_k.png").stat().st_size > 1000

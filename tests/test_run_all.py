@@ -1,0 +1,59 @@
+"""End to end: tiny data -> tiny DeepCluster pretrain -> benchmarks -> results store -> README tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import run_all
+from reports.render import check_readme
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    work = tmp_path_factory.mktemp("run_all")
+    code = run_all.main([
+        "--tiny", "--work-dir", str(work), "--readme", str(work / "README.md"),
+        "--benchmarks", "voc07_svm,linear_places205,det_voc0712",
+    ])
+    return work, code
+
+
+def test_tiny_pipeline_fills_the_tables(tiny_run: tuple[Path, int]) -> None:
+    work, code = tiny_run
+    assert code == 0
+    rows = [json.loads(line) for line in (work / "results.jsonl").read_text().splitlines()]
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert {r["benchmark"] for r in ok} >= {"voc07_svm", "linear_places205"}
+    assert all(r["model"] == "deepcluster-tiny" and r["pretrain_config"] == "tiny" for r in rows)
+    assert all(len(r["checkpoint_sha256"]) == 64 for r in rows)
+    svm = [r for r in ok if r["benchmark"] == "voc07_svm" and r["layer"] == "feature5"]
+    assert len(svm) == 1 and 0.0 <= svm[0]["value"] <= 100.0
+    readme = (work / "README.md").read_text()
+    svm_block = readme.split("<!-- BEGIN voc_svm -->")[1].split("<!-- END voc_svm -->")[0]
+    assert "deepcluster-tiny" in svm_block and "feature" in svm_block
+    assert check_readme(work / "results.jsonl", work / "README.md") == ""
+
+
+def test_checkpoint_is_reused_and_failures_exit_nonzero(tiny_run: tuple[Path, int], tmp_path: Path) -> None:
+    work, _ = tiny_run
+    ckpt = next((work / "pretrain").glob("epoch_*.pth"))
+    bad_root = tmp_path / "empty"
+    bad_root.mkdir()
+    code = run_all.main(["--ckpt", str(ckpt), "--data-root", str(bad_root), "--work-dir", str(tmp_path / "w"),
+                         "--benchmarks", "voc07_svm"])
+    assert code == 0  # a missing dataset is a skip, not a failure
+    rows = [json.loads(line) for line in (tmp_path / "w" / "results.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in rows] == ["skipped"]
+    assert "VOCdevkit" in rows[0]["reason"]
+
+
+def test_bad_inputs_fail_clearly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_all.main(["--benchmarks", "voc07_svn", "--tiny"]) == 2
+    assert "did you mean voc07_svm" in capsys.readouterr().err
+    garbage = tmp_path / "x.pth"
+    garbage.write_bytes(b"not a checkpoint")
+    assert run_all.main(["--ckpt", str(garbage), "--data-root", str(tmp_path)]) == 2
+    assert "cannot use checkpoint" in capsys.readouterr().err
