@@ -91,19 +91,44 @@ def _pca_whitening_matrix(x: np.ndarray, dim: int, dev: torch.device) -> tuple[t
     for start in range(0, len(x), CHUNK_ROWS):
         total += torch.from_numpy(x[start:start + CHUNK_ROWS]).to(dev).sum(0, dtype=torch.float64)
     mean = (total / len(x)).float()
-    cov = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64, device=dev)
-    for start in range(0, len(x), CHUNK_ROWS):
-        xb = torch.from_numpy(x[start:start + CHUNK_ROWS]).to(dev) - mean
-        cov += (xb.T @ xb).double()
-    evals, evecs = torch.linalg.eigh(cov / len(x))  # ascending
-    top = evals.flip(0)[:dim]
+    if len(x) < x.shape[1]:
+        top, vecs = _gram_eigh(x, mean, dim, dev)
+    else:
+        cov = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64, device=dev)
+        for start in range(0, len(x), CHUNK_ROWS):
+            xb = torch.from_numpy(x[start:start + CHUNK_ROWS]).to(dev) - mean
+            cov += (xb.T @ xb).double()
+        evals, evecs = torch.linalg.eigh(cov / len(x))  # ascending
+        top, vecs = evals.flip(0)[:dim], evecs.flip(1)[:, :dim]
     alive = top > top[0].clamp_min(0) * DEGENERATE_EIGEN
     if not bool(alive.all()):
         warnings.warn(f"features are rank-deficient: only {int(alive.sum())} of {dim} PCA components carry "
                       "variance above float32 rounding; the others are dropped instead of whitened",
                       RuntimeWarning, stacklevel=3)
     scale = torch.where(alive, top, torch.ones_like(top)).pow(-0.5) * alive
-    return mean, (evecs.flip(1)[:, :dim] * scale).float()
+    return mean, (vecs * scale).float()
+
+
+def _gram_eigh(
+    x: np.ndarray, mean: torch.Tensor, dim: int, dev: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-`dim` covariance eigenpairs through the N x N Gram matrix when N < d (small datasets).
+
+    X^T X and X X^T share their non-zero eigenvalues, with v = X^T u / sqrt(N lambda); an N x N
+    eigh is far cheaper than the d x d one. Components beyond N have zero variance and come back
+    as zero eigenvalues (dropped by the caller like any degenerate component).
+    """
+    xc = (torch.from_numpy(x).to(dev) - mean).double()
+    n = len(x)
+    evals, u = torch.linalg.eigh(xc @ xc.T / n)  # ascending
+    keep = min(dim, n)
+    top = evals.flip(0)[:keep].clamp_min(0)
+    vecs = (xc.T @ u.flip(1)[:, :keep]) / torch.sqrt(n * top).clamp_min(1e-300)
+    pad = dim - keep
+    if pad:
+        top = torch.cat([top, top.new_zeros(pad)])
+        vecs = torch.cat([vecs, vecs.new_zeros(vecs.shape[0], pad)], dim=1)
+    return top, vecs
 
 
 def resolve_backend(backend: str) -> str:

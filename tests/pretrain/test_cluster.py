@@ -127,3 +127,21 @@ def test_cluster_features_end_to_end_and_backend_names() -> None:
     assert resolve_backend("faiss") in {"faiss-cpu", "faiss-gpu"}
     with pytest.raises(ClusteringError, match="unknown k-means backend"):
         resolve_backend("sklearn")
+
+
+def test_gram_path_equals_covariance_path_when_fewer_points_than_dims() -> None:
+    from pretrain.cluster import _gram_eigh
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 64)).astype(np.float32) * np.linspace(0.5, 3.0, 64, dtype=np.float32)
+    mean = torch.from_numpy(x).double().mean(0).float()
+    top, vecs = _gram_eigh(x, mean, 16, torch.device("cpu"))
+    xc = torch.from_numpy(x).double() - mean.double()
+    evals, evecs = torch.linalg.eigh(xc.T @ xc / len(x))
+    ref_top, ref_vecs = evals.flip(0)[:16], evecs.flip(1)[:, :16]
+    torch.testing.assert_close(top, ref_top, rtol=1e-6, atol=1e-9)
+    cos = (vecs * ref_vecs).sum(0).abs()  # eigenvectors agree up to sign
+    torch.testing.assert_close(cos, torch.ones_like(cos), rtol=0, atol=1e-6)
+    top_pad, vecs_pad = _gram_eigh(x, mean, 40, torch.device("cpu"))
+    assert top_pad.shape == (40,) and vecs_pad.shape == (64, 40)
+    assert torch.all(top_pad[30:] == 0)
