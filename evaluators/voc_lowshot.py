@@ -107,7 +107,7 @@ def _solve_chunk(gram: torch.Tensor, cross: torch.Tensor, idx: np.ndarray, targe
     res = solve_path(grams, _problems(targets, folds), config.costs, config.pos_weight, config.neg_weight,
                      settings)
     test_ap = np.stack([
-        voc_ap(cross[:, sel[g]] @ res.beta[:, g, :, 0].T,
+        voc_ap(cross[sel[g]].T @ res.beta[:, g, :, 0].T,
                torch.from_numpy(test_labels[:, cls[g]])[:, None].expand(-1, len(config.costs))).numpy()
         for g in range(len(idx))])
     if not folds:
@@ -150,7 +150,7 @@ def evaluate_layer(train: np.ndarray, test: np.ndarray, test_labels: np.ndarray,
     xtr, xte = normalize_features(train), normalize_features(test)
     center = feature_center(xtr)
     gram = augmented_gram(xtr, center=center, intercept_scaling=config.intercept_scaling)
-    cross = augmented_gram(xte, xtr, center=center, intercept_scaling=config.intercept_scaling)
+    cross = augmented_gram(xtr, xte, center=center, intercept_scaling=config.intercept_scaling)  # (Ntr, Nte)
     return {k: _evaluate_k(gram, cross, samples.indices[k], samples.targets[k], test_labels, k, config)
             for k in samples.k_values}
 
