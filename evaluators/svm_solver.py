@@ -21,14 +21,15 @@ eigenvalue -- the Nystrom PCG of Frangella, Tropp & Udell, SIAM J. Matrix Anal. 
 applied through the Woodbury identity. Each problem walks the cost list in ascending order,
 warm-started from the previous cost (the best of: same point, rescaled, secant in 1/C). Problems
 run asynchronously in columns: every pass is ONE batched product K @ [n x P] in which each column
-carries either its CG direction or its new Newton start, so no problem waits for another; finished
-columns are dropped. K's top eigenpairs are applied in float64, its small remainder in float32
-(see `evaluators.svm_linalg.Kernel`); all solver state is float64.
+carries either its CG direction or its new Newton start (none when that start's image K @ x0 is
+already known), so no problem waits for another; finished columns are dropped. K's top
+eigenpairs are applied in float64, its small remainder in float32 (see
+`evaluators.svm_linalg.Kernel`); all solver state is float64.
 
 Stopping rule, per problem and cost: the KKT residual max_i |alpha_i / 2C_i - max(0, 1 - y_i f_i)|
-(margin units; alpha_i = y_i beta_i) is at most `tol`, which at an optimum is liblinear's dual
-projected gradient (liblinear stops when the *range* of its projected gradient is below sklearn's
-`tol`, 1e-4). A problem whose Newton steps stop descending twice in a row (float precision floor,
+(margin units; alpha_i = y_i beta_i) is at most `tol` (default 1e-4, sklearn's LinearSVC tol; at an
+optimum the residual is liblinear's dual projected gradient, whose *range* liblinear compares
+with tol). A problem whose Newton steps stop descending twice in a row (float precision floor,
 ~1e-5) keeps its last point; `PathResult.violation` records the residual reached.
 """
 
@@ -50,7 +51,7 @@ class SolverError(ValueError):
 
 @dataclass(frozen=True)
 class SolverSettings:
-    tol: float = 1e-5  # KKT residual in margin units (see module docstring)
+    tol: float = 1e-4  # KKT residual in margin units (see module docstring)
     max_newton: int = 100  # Newton steps per cost before giving up on that cost (recorded)
     max_cg: int = 500  # CG iterations per Newton step
     precond_rank: int = 64  # Nystrom rank of the preconditioner
@@ -61,7 +62,7 @@ class SolverSettings:
 class PathResult:
     beta: Tensor  # (num_costs, G, n, P) float64: w = sum_i beta_i x~_i; bias = s^2 * sum_i beta_i
     outputs: Tensor  # (num_costs, G, n, P) float64: decision values K @ beta on every row
-    violation: Tensor  # (num_costs, G, P) final KKT residual (<= tol unless max_newton was hit)
+    violation: Tensor  # (num_costs, G, P) final KKT residual (<= tol unless stalled / max_newton)
     passes: int  # batched products with K
     newton_steps: int
     cg_iterations: int
@@ -76,10 +77,10 @@ _COLUMN_SCALARS = ("rz", "tol_cg", "eta", "viol", "cost_idx", "newton_its", "cg_
 class _Solver:
     """Working state of one `solve_path` call; columns are (group g, problem p) pairs."""
 
-    def __init__(self, gram: Tensor, targets: Tensor, costs: Sequence[float], weights: tuple[float, float],
+    def __init__(self, kernel: Kernel, targets: Tensor, costs: Sequence[float], weights: tuple[float, float],
                  settings: SolverSettings) -> None:
         self.s = settings
-        self.kernel = Kernel.build(gram, settings.precond_rank, settings.seed)
+        self.kernel = kernel
         self.costs = torch.tensor(sorted(costs), dtype=torch.float64)
         g, p, n = targets.shape
         self.y = targets.to(torch.float64).transpose(1, 2).contiguous()  # (G, n, P)
@@ -132,7 +133,20 @@ class _Solver:
         viol = self.viol[gi, pi]
         forcing = self.eta[gi, pi] * viol.clamp_max(1.0) * viol
         self.tol_cg[gi, pi] = torch.maximum(forcing, torch.full_like(viol, min(0.1 * self.s.tol, 1e-6)))
-        self.restart[gi, pi] = True
+        known = (self.beta[gi, :, pi] * (1.0 - act)).abs().amax(1) == 0  # then K @ x0 = K @ beta = out
+        self.restart[gi, pi] = ~known
+        if bool(known.any()):
+            self._start_cg(gi[known], pi[known])
+
+    def _start_cg(self, gi: Tensor, pi: Tensor) -> None:
+        """Begin CG without a product with K (the start point's image is the current `out`)."""
+        act, x, out = self.act[gi, :, pi], self.x[gi, :, pi], self.out[gi, :, pi]
+        res = self.y[gi, :, pi] * act - (act * out + self.dinv[gi, :, pi] * x)
+        self.kx[gi, :, pi], self.res[gi, :, pi] = out, res
+        z = self._precondition(self.res)[gi, :, pi]  # all columns at once: cheaper than gathering V
+        self.dirn[gi, :, pi] = z
+        self.rz[gi, pi] = (res * z).sum(1)
+        self.cg_its[gi, pi] = 0
 
     def _woodbury(self, gi: Tensor, pi: Tensor, act: Tensor, shift: Tensor) -> Tensor:
         """Cholesky of diag(1/lam) + V^T diag(w') V, from per-column V^T diag(act * class) V updates."""
@@ -140,10 +154,14 @@ class _Solver:
         act_old, y = self.act[gi, :, pi], self.y[gi, :, pi]
         mats = []
         for store, sign in ((self.outer_pos, 1.0), (self.outer_neg, -1.0)):
-            old = store[gi, pi]
-            new = torch.stack([weighted_outer(basis[0 if basis.shape[0] == 1 else int(gi[j])],
-                                               (y[j] == sign).to(torch.float64), old[j], act_old[j], act[j])
-                               for j in range(len(gi))])
+            mask = (y == sign).to(torch.float64)
+            if basis.shape[1] <= 8 * basis.shape[2]:  # small n: recompute, batched
+                v = basis.expand(len(gi), -1, -1) if basis.shape[0] == 1 else basis[gi]
+                new = (v.transpose(1, 2) * (mask * act)[:, None, :]) @ v
+            else:  # large n: update from the rows whose active flag flipped
+                old = store[gi, pi]
+                new = torch.stack([weighted_outer(basis[0 if basis.shape[0] == 1 else int(gi[j])], mask[j],
+                                                  old[j], act_old[j], act[j]) for j in range(len(gi))])
             store[gi, pi] = new
             mats.append(new)
         cost = self.costs[self.cost_idx[gi, pi]][:, None, None]
@@ -294,7 +312,8 @@ def solve_path(
     """
     settings = settings or SolverSettings()
     _check(gram, targets, costs)
-    solver = _Solver(gram.to(torch.float64).contiguous(), targets, costs, (pos_weight, neg_weight), settings)
+    kernel = Kernel.build(gram.to(torch.float64).contiguous(), settings.precond_rank, settings.seed)
+    solver = _Solver(kernel, targets, costs, (pos_weight, neg_weight), settings)
     result = solver.run(progress)
     rank = torch.tensor(sorted(range(len(costs)), key=lambda i: costs[i])).argsort()
     return PathResult(result.beta[rank], result.outputs[rank], result.violation[rank], result.passes,

@@ -69,7 +69,7 @@ class Config:
     batch_size: int = 32
     solver_tol: float = 1e-4
     precond_rank: int = 64
-    gram_budget: int = 40_000_000  # float64 entries of sub-Gram matrices solved together
+    gram_budget: int = 40_000_000  # entries of the sub-Gram matrices solved together (memory)
     source: str = (
         "fair_self_supervision_benchmark tools/svm/{train_svm_low_shot,test_svm_low_shot,"
         "aggregate_low_shot_svm_stats}.py (k 1..96, 5 samples, LinearSVC as voc07_svm, cost argmax of "
@@ -97,18 +97,28 @@ def _problems(targets: np.ndarray, folds: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(cols, axis=1))
 
 
+def _test_scores(cross: torch.Tensor, sel: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """Decision values on the test set (G, num_test, costs); cross (N_train, N_test), beta (costs, G, m)."""
+    groups, m = sel.shape
+    if 4 * m < cross.shape[0]:  # few rows per group: gather them
+        return torch.stack([cross[sel[g]].T @ beta[:, g].T for g in range(groups)])
+    dense = torch.zeros(cross.shape[0], groups, beta.shape[0], dtype=torch.float64)
+    dense[sel, torch.arange(groups)[:, None]] = beta.permute(1, 2, 0)  # scatter (G, m, costs)
+    flat = dense.reshape(cross.shape[0], -1).T @ cross  # (G * costs, N_test)
+    return flat.reshape(groups, beta.shape[0], -1).transpose(1, 2)
+
+
 def _solve_chunk(gram: torch.Tensor, cross: torch.Tensor, idx: np.ndarray, targets: np.ndarray,
                  test_labels: np.ndarray, cls: np.ndarray, folds: int, config: Config
                  ) -> tuple[np.ndarray, np.ndarray | None, int]:
     """Test AP (G, costs) and CV AP (G, costs) of the groups (one per (sample, class)) of a chunk."""
     sel = torch.from_numpy(idx)
-    grams = gram[sel[:, :, None], sel[:, None, :]]
     settings = SolverSettings(tol=config.solver_tol, precond_rank=config.precond_rank)
-    res = solve_path(grams, _problems(targets, folds), config.costs, config.pos_weight, config.neg_weight,
-                     settings)
+    res = solve_path(gram[sel[:, :, None], sel[:, None, :]], _problems(targets, folds), config.costs,
+                     config.pos_weight, config.neg_weight, settings)
+    scores = _test_scores(cross, sel, res.beta[:, :, :, 0])  # (G, num_test, costs)
     test_ap = np.stack([
-        voc_ap(cross[sel[g]].T @ res.beta[:, g, :, 0].T,
-               torch.from_numpy(test_labels[:, cls[g]])[:, None].expand(-1, len(config.costs))).numpy()
+        voc_ap(scores[g], torch.from_numpy(test_labels[:, cls[g]])[:, None].expand_as(scores[g])).numpy()
         for g in range(len(idx))])
     if not folds:
         return test_ap, None, res.passes

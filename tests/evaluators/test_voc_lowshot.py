@@ -106,3 +106,14 @@ def test_run_on_tiny_voc(tmp_path: Path) -> None:
     assert {(r.layer, r.k) for r in rows if r.variant == "clean"} == {x for x in refs if x[1] >= 2}
     assert all(r.dataset == "voc07" and r.metric == "mAP" and math.isfinite(r.value) for r in rows)
     assert (ctx.work_dir / "voc07_lowshot_map_vs_k.png").stat().st_size > 1000
+
+
+def test_test_scores_dense_and_gathered_paths_agree() -> None:
+    gen = torch.Generator().manual_seed(0)
+    cross = torch.randn(40, 7, generator=gen, dtype=torch.float64)
+    beta = torch.randn(3, 2, 12, generator=gen, dtype=torch.float64)  # (costs, groups, m)
+    sel = torch.stack([torch.randperm(40, generator=gen)[:12] for _ in range(2)])
+    expected = torch.stack([cross[sel[g]].T @ beta[:, g].T for g in range(2)])
+    torch.testing.assert_close(voc_lowshot._test_scores(cross, sel, beta), expected)  # dense: 4*12 >= 40
+    torch.testing.assert_close(voc_lowshot._test_scores(cross, sel[:, :5], beta[:, :, :5]),
+                               torch.stack([cross[sel[g, :5]].T @ beta[:, g, :5].T for g in range(2)]))
