@@ -12,6 +12,7 @@ All per-problem helpers take rows = problems, columns = samples: (m, n) tensors.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -25,16 +26,20 @@ def nystrom(gram: Tensor, rank: int, seed: int) -> tuple[Tensor, Tensor]:
     if n <= 2 * rank + 16:
         lam, vec = torch.linalg.eigh(gram)
         return vec[..., -rank:].contiguous(), lam[..., -rank:].clamp_min(1e-12)
-    gen = torch.Generator().manual_seed(seed)
     gram32 = gram.to(torch.float32)
-    basis = torch.randn(g, n, rank + 16, generator=gen)
-    for _ in range(3):  # float32 range finder with two power iterations
-        basis, _ = torch.linalg.qr(torch.bmm(gram32, basis))
-    del gram32
-    q = basis.to(torch.float64)  # Rayleigh-Ritz in float64
-    small = q.transpose(1, 2) @ torch.bmm(gram, q)
+    return _sketch(lambda q: torch.bmm(gram32, q.to(torch.float32)).to(torch.float64), g, n, rank, seed)
+
+
+def _sketch(apply: Callable[[Tensor], Tensor], groups: int, n: int, rank: int, seed: int, power: int = 2
+            ) -> tuple[Tensor, Tensor]:
+    """Randomised range finder (`power` power iterations) + Rayleigh-Ritz through products `apply`."""
+    gen = torch.Generator().manual_seed(seed)
+    basis = torch.randn(groups, n, rank + 16, generator=gen, dtype=torch.float64)
+    for _ in range(power + 1):
+        basis, _ = torch.linalg.qr(apply(basis))
+    small = basis.transpose(1, 2) @ apply(basis)
     lam, vec = torch.linalg.eigh((small + small.transpose(1, 2)) / 2)
-    return (q @ vec[..., -rank:]).contiguous(), lam[..., -rank:].clamp_min(1e-12)
+    return (basis @ vec[..., -rank:]).contiguous(), lam[..., -rank:].clamp_min(1e-12)
 
 
 @dataclass(frozen=True)
@@ -42,12 +47,17 @@ class Kernel:
     """K = V diag(lam) V^T + R: the top of the spectrum in float64, the (small) rest in float32.
 
     Deflating the top eigenpairs makes the float32 remainder small, so its products are accurate
-    to ~1e-6 in the decision values while running at float32 matrix-product speed.
+    to ~1e-6 in the decision values while running at float32 matrix-product speed. The CG
+    preconditioner has its own low-rank part (U diag(mu) U^T, orthonormal U, + `shift` for the
+    rest of the spectrum): the same as (V, lam) for `build`, a sketch of each sub-kernel for
+    `restrict`. It only affects speed, never the solution.
     """
 
     basis: Tensor  # (G, n, r) float64
-    lam: Tensor  # (G, r) float64, ascending
+    lam: Tensor  # (G, r) float64
     resid: Tensor  # (G, n, n) float32
+    pbasis: Tensor  # (G, n, q) float64, orthonormal columns (preconditioner)
+    plam: Tensor  # (G, q) float64, ascending (preconditioner)
     shift: Tensor  # (G,) level assumed for the remainder's spectrum in the preconditioner
 
     @staticmethod
@@ -55,7 +65,35 @@ class Kernel:
         basis, lam = nystrom(gram, rank, seed)
         resid = (gram - (basis * lam[:, None, :]) @ basis.transpose(1, 2)).to(torch.float32)
         exact = basis.shape[2] >= gram.shape[1]
-        return Kernel(basis, lam, resid, torch.zeros_like(lam[:, 0]) if exact else lam[:, 0].clone())
+        shift = torch.zeros_like(lam[:, 0]) if exact else lam[:, 0].clone()
+        return Kernel(basis, lam, resid, basis, lam, shift)
+
+    def restrict(self, index: Tensor, rank: int, seed: int) -> Kernel:
+        """Sub-kernels K[S_g, S_g] of a single kernel (G = 1), one per row S_g of `index` (G', m).
+
+        The operator is exact (K_S = V_S diag(lam) V_S^T + R_S) and gathers float32 entries only;
+        the preconditioner is an eigendecomposition (small m) or sketch of each K_S, so it fits the
+        sub-problem as well as a sketch of a gathered float64 sub-Gram would, at a fraction of the cost.
+        """
+        if self.resid.shape[0] != 1 or index.dim() != 2:
+            raise ValueError("restrict needs a single kernel (G = 1) and a (G', m) index")
+        groups, m = index.shape
+        op = Kernel(self.basis[0][index], self.lam.expand(groups, -1).contiguous(),
+                    self.resid[0][index[:, :, None], index[:, None, :]], self.pbasis, self.plam, self.shift)
+        rank = min(rank, m)
+        if m <= 2 * rank + 16:
+            dense = op.dense()
+            plam, pvec = torch.linalg.eigh(dense)
+            pbasis, plam = pvec[..., -rank:].contiguous(), plam[..., -rank:].clamp_min(1e-12)
+            shift = torch.zeros(groups, dtype=torch.float64) if rank >= m else plam[:, 0].clone()
+        else:
+            pbasis, plam = _sketch(op.__matmul__, groups, m, rank, seed)
+            shift = plam[:, 0].clone()
+        return Kernel(op.basis, op.lam, op.resid, pbasis, plam, shift)
+
+    def dense(self) -> Tensor:
+        """The float64 matrices (G, n, n)."""
+        return (self.basis * self.lam[:, None, :]) @ self.basis.transpose(1, 2) + self.resid.to(torch.float64)
 
     def __matmul__(self, m: Tensor) -> Tensor:
         low = self.basis @ (self.lam[:, :, None] * (self.basis.transpose(1, 2) @ m))

@@ -56,6 +56,9 @@ class SolverSettings:
     max_cg: int = 500  # CG iterations per Newton step
     precond_rank: int = 64  # Nystrom rank of the preconditioner
     seed: int = 0  # random test matrix of the Nystrom sketch
+    # > 0: the costs below and from here up are two chains run side by side (see `cost_lanes`); pays
+    # off when products are memory-bound (small kernels, few columns: low-shot), not for one big kernel
+    split_cost: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,19 @@ class PathResult:
 
 _COLUMN_STATE = ("y", "weight", "beta", "out", "prev_beta", "prev_out", "x", "kx", "res", "dirn", "act",
                  "dinv", "w")  # (G, n, P)
-_COLUMN_SCALARS = ("rz", "tol_cg", "eta", "viol", "cost_idx", "newton_its", "cg_its", "live", "restart",
-                   "chol", "outer_pos", "outer_neg")  # (G, P, ...)
+_COLUMN_SCALARS = ("rz", "tol_cg", "eta", "viol", "cost_idx", "cost_start", "cost_end", "newton_its",
+                   "cg_its", "live", "restart", "chol", "outer_pos", "outer_neg")  # (G, P, ...)
+
+
+def cost_lanes(costs: Sequence[float], split_cost: float) -> list[tuple[int, int]]:
+    """[start, end) ranges of the ascending cost list solved as separate warm-started chains ("lanes").
+
+    Below `split_cost` nearly every sample is active and each cost takes a pass or two; the large
+    costs, where the active set moves, take most of the passes. Running the two chains side by
+    side (the large one started from zero) cuts the sequential passes by about a third.
+    """
+    small = sum(1 for c in costs if c < split_cost)
+    return [lane for lane in ((0, small), (small, len(costs))) if lane[1] > lane[0]]
 
 
 class _Solver:
@@ -81,27 +95,33 @@ class _Solver:
                  settings: SolverSettings) -> None:
         self.s = settings
         self.kernel = kernel
+        self.pbasis32 = kernel.pbasis.to(torch.float32)
         self.costs = torch.tensor(sorted(costs), dtype=torch.float64)
-        g, p, n = targets.shape
-        self.y = targets.to(torch.float64).transpose(1, 2).contiguous()  # (G, n, P)
+        lanes = torch.tensor(cost_lanes(costs, settings.split_cost))
+        g, problems, n = targets.shape
+        p = problems * len(lanes)  # column j: lane j // problems, problem j % problems
+        self.y = targets.to(torch.float64).repeat(1, len(lanes), 1).transpose(1, 2).contiguous()  # (G, n, P)
         self.weight = torch.where(self.y > 0, weights[0], weights[1]) * (self.y != 0)
         for name in _COLUMN_STATE[2:]:
             setattr(self, name, torch.zeros_like(self.y))
         scal = torch.zeros(g, p, dtype=torch.float64)
         self.rz, self.tol_cg, self.eta, self.viol = scal.clone(), scal.clone(), scal + 0.1, scal + 1.0
-        self.cost_idx, self.newton_its, self.cg_its = (torch.zeros(g, p, dtype=torch.long) for _ in range(3))
+        self.newton_its, self.cg_its = (torch.zeros(g, p, dtype=torch.long) for _ in range(2))
+        self.cost_start = lanes[:, 0].repeat_interleave(problems).expand(g, -1).contiguous()
+        self.cost_end = lanes[:, 1].repeat_interleave(problems).expand(g, -1).contiguous()
+        self.cost_idx = self.cost_start.clone()
         self.live = torch.ones(g, p, dtype=torch.bool)
         self.restart = torch.zeros(g, p, dtype=torch.bool)
-        eye = torch.diag_embed(1.0 / self.kernel.lam)[:, None].expand(g, p, -1, -1)
+        eye = torch.diag_embed(1.0 / self.kernel.plam)[:, None].expand(g, p, -1, -1)
         self.chol = torch.linalg.cholesky(eye.contiguous())
         self.outer_pos = torch.zeros_like(self.chol)  # V^T diag(act * [y > 0]) V per column
         self.outer_neg = torch.zeros_like(self.chol)  # V^T diag(act * [y < 0]) V per column
         self.class_w = weights
-        self.col = torch.arange(p)  # original problem index of each (possibly compacted) column
+        self.col = torch.arange(p) % problems  # original problem of each (possibly compacted) column
         k = len(costs)
-        self.store_beta = torch.zeros(k, g, n, p, dtype=torch.float64)
-        self.store_out = torch.zeros(k, g, n, p, dtype=torch.float64)
-        self.store_viol = torch.zeros(k, g, p, dtype=torch.float64)
+        self.store_beta = torch.zeros(k, g, n, problems, dtype=torch.float64)
+        self.store_out = torch.zeros(k, g, n, problems, dtype=torch.float64)
+        self.store_viol = torch.zeros(k, g, problems, dtype=torch.float64)
         self.passes = self.newton_total = self.cg_total = self.fits_done = 0
 
     # ---------------------------------------------------------------- per-column helpers
@@ -110,11 +130,11 @@ class _Solver:
         return self.costs[idx][:, None] * self.weight[gi, :, pi]
 
     def _precondition(self, res: Tensor) -> Tensor:
-        basis = self.kernel.basis
+        basis = self.pbasis32  # the preconditioner only steers CG: float32 products are enough
         scaled = self.w * res
-        proj = (basis.transpose(1, 2) @ scaled).transpose(1, 2).unsqueeze(-1)  # (G,P,r,1)
-        coef = torch.cholesky_solve(proj, self.chol).squeeze(-1).transpose(1, 2)
-        return scaled - self.w * (basis @ coef)
+        proj = (basis.transpose(1, 2) @ scaled.to(torch.float32)).transpose(1, 2).unsqueeze(-1)  # (G,P,r,1)
+        coef = torch.cholesky_solve(proj.to(torch.float64), self.chol).squeeze(-1).transpose(1, 2)
+        return scaled - self.w * (basis @ coef.to(torch.float32)).to(torch.float64)
 
     def _prepare(self, gi: Tensor, pi: Tensor) -> None:
         """Start a Newton step (new active set, preconditioner, CG tolerance) for these columns."""
@@ -150,7 +170,7 @@ class _Solver:
 
     def _woodbury(self, gi: Tensor, pi: Tensor, act: Tensor, shift: Tensor) -> Tensor:
         """Cholesky of diag(1/lam) + V^T diag(w') V, from per-column V^T diag(act * class) V updates."""
-        basis, lam = self.kernel.basis, self.kernel.lam[gi]
+        basis, lam = self.kernel.pbasis, self.kernel.plam[gi]
         act_old, y = self.act[gi, :, pi], self.y[gi, :, pi]
         mats = []
         for store, sign in ((self.outer_pos, 1.0), (self.outer_neg, -1.0)):
@@ -199,7 +219,7 @@ class _Solver:
         self.store_out[k, gi, :, col] = self.out[gi, :, pi]
         self.store_viol[k, gi, col] = self.viol[gi, pi]
         self.fits_done += int(gi.numel())
-        last = k + 1 >= len(self.costs)
+        last = k + 1 >= self.cost_end[gi, pi]
         self.live[gi[last], pi[last]] = False
         gi, pi = gi[~last], pi[~last]
         if gi.numel():
@@ -212,7 +232,8 @@ class _Solver:
         c_prev = self.costs[(k - 1).clamp_min(0)][:, None]
         b, o = self.beta[gi, :, pi], self.out[gi, :, pi]
         pb, po = self.prev_beta[gi, :, pi], self.prev_out[gi, :, pi]
-        gain = torch.where(k[:, None] > 0, (1 / c_old - 1 / c_new) / (1 / c_prev - 1 / c_old), 0.0)
+        secant = (1 / c_old - 1 / c_new) / (1 / c_prev - 1 / c_old)
+        gain = torch.where(k[:, None] > self.cost_start[gi, pi][:, None], secant, 0.0)  # not at lane start
         cands_b = torch.stack([b, b * (c_new / c_old), b + gain * (b - pb)])
         cands_o = torch.stack([o, o * (c_new / c_old), o + gain * (o - po)])
         y, cw = self.y[gi, :, pi], self._cw(gi, pi, shift=1)
@@ -271,7 +292,7 @@ class _Solver:
     def run(self, progress: bool) -> PathResult:
         gi, pi = self.live.nonzero(as_tuple=True)
         self._prepare(gi, pi)
-        total = int(self.live.numel()) * len(self.costs)
+        total = int(self.store_viol[0].numel()) * len(self.costs)
         with tqdm(total=total, desc="svm solve", unit="fit", disable=not progress, leave=False) as bar:
             while bool(self.live.any()):
                 before = self.fits_done
@@ -296,7 +317,7 @@ def _check(gram: Tensor, targets: Tensor, costs: Sequence[float]) -> None:
 
 
 def solve_path(
-    gram: Tensor,
+    gram: Tensor | Kernel,
     targets: Tensor,
     costs: Sequence[float],
     pos_weight: float = 2.0,
@@ -306,13 +327,15 @@ def solve_path(
 ) -> PathResult:
     """Train every (problem, cost) pair; problem p of group g uses `gram[g]` and `targets[g, p]`.
 
-    `gram` (G, n, n): augmented Gram matrices (`evaluators.svm_common.augmented_gram`);
+    `gram` (G, n, n): augmented Gram matrices (`evaluators.svm_common.augmented_gram`), or a
+    `Kernel` already split (e.g. `Kernel.restrict` of one shared Gram: no per-group sketch);
     `targets` (G, P, n) in {-1, +1, 0}; `costs`: LinearSVC `C` values, any order. The first axis
     of every result follows `costs` as given.
     """
     settings = settings or SolverSettings()
-    _check(gram, targets, costs)
-    kernel = Kernel.build(gram.to(torch.float64).contiguous(), settings.precond_rank, settings.seed)
+    _check(gram.resid if isinstance(gram, Kernel) else gram, targets, costs)
+    kernel = gram if isinstance(gram, Kernel) else Kernel.build(gram.to(torch.float64).contiguous(),
+                                                                 settings.precond_rank, settings.seed)
     solver = _Solver(kernel, targets, costs, (pos_weight, neg_weight), settings)
     result = solver.run(progress)
     rank = torch.tensor(sorted(range(len(costs)), key=lambda i: costs[i])).argsort()

@@ -43,6 +43,7 @@ from evaluators.svm_common import (
     stratified_folds,
     voc_ap,
 )
+from evaluators.svm_linalg import Kernel
 from evaluators.svm_lowshot_plot import plot_lowshot
 from evaluators.svm_lowshot_samples import SOURCE as SAMPLES_SOURCE
 from evaluators.svm_lowshot_samples import LowShotSamples, load_or_draw
@@ -68,8 +69,10 @@ class Config:
     image_size: int = 224
     batch_size: int = 32
     solver_tol: float = 1e-4
-    precond_rank: int = 64
-    gram_budget: int = 40_000_000  # entries of the sub-Gram matrices solved together (memory)
+    precond_rank: int = 64  # per sub-problem preconditioner sketch
+    kernel_rank: int = 16  # top eigenpairs of the shared Gram kept in float64 (the rest is float32)
+    split_cost: float = 0.1  # solver lanes: costs < 0.1 and >= 0.1 solved side by side (speed only)
+    gram_budget: int = 80_000_000  # float32 entries of the sub-kernels solved together (memory)
     source: str = (
         "fair_self_supervision_benchmark tools/svm/{train_svm_low_shot,test_svm_low_shot,"
         "aggregate_low_shot_svm_stats}.py (k 1..96, 5 samples, LinearSVC as voc07_svm, cost argmax of "
@@ -108,13 +111,15 @@ def _test_scores(cross: torch.Tensor, sel: torch.Tensor, beta: torch.Tensor) -> 
     return flat.reshape(groups, beta.shape[0], -1).transpose(1, 2)
 
 
-def _solve_chunk(gram: torch.Tensor, cross: torch.Tensor, idx: np.ndarray, targets: np.ndarray,
+def _solve_chunk(kernel: Kernel, cross: torch.Tensor, idx: np.ndarray, targets: np.ndarray,
                  test_labels: np.ndarray, cls: np.ndarray, folds: int, config: Config
                  ) -> tuple[np.ndarray, np.ndarray | None, int]:
     """Test AP (G, costs) and CV AP (G, costs) of the groups (one per (sample, class)) of a chunk."""
     sel = torch.from_numpy(idx)
-    settings = SolverSettings(tol=config.solver_tol, precond_rank=config.precond_rank)
-    res = solve_path(gram[sel[:, :, None], sel[:, None, :]], _problems(targets, folds), config.costs,
+    settings = SolverSettings(tol=config.solver_tol, precond_rank=config.precond_rank,
+                              split_cost=config.split_cost)
+    sub = kernel.restrict(sel, config.precond_rank, seed=0)
+    res = solve_path(sub, _problems(targets, folds), config.costs,
                      config.pos_weight, config.neg_weight, settings)
     scores = _test_scores(cross, sel, res.beta[:, :, :, 0])  # (G, num_test, costs)
     test_ap = np.stack([
@@ -132,7 +137,7 @@ def _solve_chunk(gram: torch.Tensor, cross: torch.Tensor, idx: np.ndarray, targe
     return test_ap, cv, res.passes
 
 
-def _evaluate_k(gram: torch.Tensor, cross: torch.Tensor, idx: np.ndarray, targets: np.ndarray,
+def _evaluate_k(kernel: Kernel, cross: torch.Tensor, idx: np.ndarray, targets: np.ndarray,
                 test_labels: np.ndarray, k: int, config: Config) -> KResult:
     samples, classes, m = idx.shape
     folds = min(config.clean_cv_folds, k) if k >= 2 else 0
@@ -142,7 +147,7 @@ def _evaluate_k(gram: torch.Tensor, cross: torch.Tensor, idx: np.ndarray, target
     tests, cvs, passes = [], [], 0
     for start in range(0, len(flat_idx), chunk):
         part = slice(start, start + chunk)
-        t, c, p = _solve_chunk(gram, cross, flat_idx[part], flat_tgt[part], test_labels, cls[part], folds,
+        t, c, p = _solve_chunk(kernel, cross, flat_idx[part], flat_tgt[part], test_labels, cls[part], folds,
                                config)
         tests.append(t)
         cvs.append(c)
@@ -161,7 +166,9 @@ def evaluate_layer(train: np.ndarray, test: np.ndarray, test_labels: np.ndarray,
     center = feature_center(xtr)
     gram = augmented_gram(xtr, center=center, intercept_scaling=config.intercept_scaling)
     cross = augmented_gram(xtr, xte, center=center, intercept_scaling=config.intercept_scaling)  # (Ntr, Nte)
-    return {k: _evaluate_k(gram, cross, samples.indices[k], samples.targets[k], test_labels, k, config)
+    kernel = Kernel.build(gram[None], config.kernel_rank, seed=0)  # one split; every sample restricts it
+    del gram
+    return {k: _evaluate_k(kernel, cross, samples.indices[k], samples.targets[k], test_labels, k, config)
             for k in samples.k_values}
 
 

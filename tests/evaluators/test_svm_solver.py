@@ -9,8 +9,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import average_precision_score
 from sklearn.svm import LinearSVC
 
-from evaluators.svm_common import augmented_gram, normalize_features, primal_weights
-from evaluators.svm_solver import SolverError, SolverSettings, solve_path
+from evaluators.svm_common import REFERENCE_COSTS, augmented_gram, normalize_features, primal_weights
+from evaluators.svm_linalg import Kernel
+from evaluators.svm_solver import SolverError, SolverSettings, cost_lanes, solve_path
 
 COSTS = (0.01, 0.1, 1.0, 10.0)
 
@@ -84,6 +85,38 @@ def test_groups_and_cost_order_are_independent(problem: dict[str, object]) -> No
     alone = solve_path(grams[1:], targets[1:], (0.1, 10.0), settings=tight)
     np.testing.assert_allclose(together.outputs[0, 1], alone.outputs[1, 0], atol=1e-5)
     np.testing.assert_allclose(together.outputs[1, 1], alone.outputs[0, 0], atol=1e-5)
+
+
+@pytest.mark.parametrize("m", [20, 120])  # eigendecomposition / sketch preconditioner
+def test_restricted_kernel_equals_gathered_gram(problem: dict[str, object], m: int) -> None:
+    x, y = problem["x"], problem["y"]
+    gram = augmented_gram(x)
+    rng = np.random.default_rng(0)
+    index = torch.from_numpy(np.stack([rng.choice(len(y), m, replace=False) for _ in range(3)]))
+    gathered = gram[index[:, :, None], index[:, None, :]]
+    sub = Kernel.build(gram[None], 8, seed=0).restrict(index, 16, seed=0)
+    np.testing.assert_allclose(sub.dense(), gathered, atol=1e-6)
+    assert sub.pbasis.shape == (3, m, 16)
+    targets = torch.from_numpy(np.stack([y[i, :2].T for i in index.numpy()]))
+    tight = SolverSettings(tol=1e-6)
+    ours = solve_path(sub, targets, COSTS, settings=tight)
+    ref = solve_path(gathered, targets, COSTS, settings=tight)
+    np.testing.assert_allclose(ours.outputs, ref.outputs, atol=2e-5)
+
+
+def test_cost_lanes_split_small_and_large_costs() -> None:
+    assert cost_lanes(REFERENCE_COSTS, 0.1) == [(0, 16), (16, 19)]
+    assert cost_lanes((1.0, 10.0), 0.1) == [(0, 2)]
+    assert cost_lanes((0.01, 0.02), 0.1) == [(0, 2)]
+
+
+def test_lanes_reach_the_single_chain_solution(problem: dict[str, object]) -> None:
+    x, y = problem["x"], problem["y"]
+    gram, targets = augmented_gram(x)[None], torch.from_numpy(y.T.copy())[None]
+    chain = solve_path(gram, targets, COSTS, settings=SolverSettings(tol=1e-6, split_cost=0.0))
+    lanes = solve_path(gram, targets, COSTS, settings=SolverSettings(tol=1e-6, split_cost=0.5))
+    np.testing.assert_allclose(lanes.outputs, chain.outputs, atol=2e-5)
+    assert lanes.violation.max() <= 1e-6
 
 
 def test_rejects_bad_input(problem: dict[str, object]) -> None:
