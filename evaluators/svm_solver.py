@@ -19,7 +19,8 @@ product with K). CG is preconditioned per problem with M = V_A diag(lam) V_A^T +
 lam_min)_A (rank-r Nystrom approximation of K, the remaining spectrum taken as the smallest kept
 eigenvalue -- the Nystrom PCG of Frangella, Tropp & Udell, SIAM J. Matrix Anal. Appl. 2023),
 applied through the Woodbury identity. Each problem walks the cost list in ascending order,
-warm-started from the previous cost (the best of: same point, rescaled, secant in 1/C). Problems
+warm-started from the previous cost (the best of: same point, rescaled, secant in 1/C); with
+`split_cost` > 0 the small and the large costs are two such walks ("lanes") run side by side. Problems
 run asynchronously in columns: every pass is ONE batched product K @ [n x P] in which each column
 carries either its CG direction or its new Newton start (none when that start's image K @ x0 is
 already known), so no problem waits for another; finished columns are dropped. K's top

@@ -26,7 +26,7 @@ from dcbench.tiny.classification import make_imagenet, make_inat18, make_places2
 from dcbench.tiny.coco import make_coco
 from dcbench.tiny.voc import make_voc2007, make_voc2012
 
-TINY_VERSION = "1"
+TINY_VERSION = "2"  # 2: VOC2007 trainval 100 -> 2,200 images (low-shot up to k = 96)
 MARKER = "DCBENCH_TINY.json"
 Generator = Callable[[Path, np.random.Generator], None]
 # name -> (folder under the data root, generator)

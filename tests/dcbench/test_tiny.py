@@ -9,9 +9,11 @@ import pytest
 
 import dcbench.tiny as tiny
 from dcbench.datasets.imagenet import read_imagenet
+from dcbench.datasets.voc import VOC_CLASSES, read_voc_cls
 from dcbench.fileio import sha256_file
 from dcbench.tiny import MARKER, is_complete, make_tiny
 from dcbench.tiny.__main__ import main as tiny_main
+from evaluators.svm_lowshot_samples import infeasible
 
 
 def _hashes(root: Path) -> dict[str, str]:
@@ -107,3 +109,9 @@ def test_imagenet_images_are_learnable(tree: Path) -> None:
     means = np.stack([train_x[train_y == c].mean(0) for c in range(10)])
     pred = ((val_x[:, None, :] - means[None]) ** 2).sum(-1).argmin(1)
     assert (pred == val_y).mean() > 0.6
+
+
+def test_voc07_trainval_supports_every_low_shot_k(tree: Path) -> None:
+    labels = read_voc_cls(tree / "VOCdevkit" / "VOC2007", "trainval").labels
+    assert all(infeasible(labels, k, VOC_CLASSES) is None for k in (1, 2, 4, 8, 16, 32, 64, 96))
+    assert len(read_voc_cls(tree / "VOCdevkit" / "VOC2007", "test").labels) == 100
