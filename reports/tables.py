@@ -158,7 +158,8 @@ def voc_lowshot_clean_table(rows: pd.DataFrame) -> Table:
     records = [[_md(m), _config(rows, m), *_lowshot_cells(best, m)] for m in _models(rows)]
     notes = (
         f"{LOWSHOT_NOTE}, with the SVM cost chosen by cross-validation inside each training sample "
-        "(`clean` variant; the test set only scores). The layer is still the best per k, as above.",
+        "(`clean` variant; the test set only scores). The layer is still the best per k, as above. "
+        "k=1 stays `–`: one positive cannot be split into cross-validation folds.",
     )
     return _table("voc_lowshot_clean", ("Model", "Config", *LOWSHOT_COLUMNS), records, notes)
 
