@@ -1,18 +1,14 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from dcbench.backbone import LAYERS, TAP_SPECS, Backbone, build_resnet50
 from dcbench.config import replace
-from dcbench.context import RunContext
 from dcbench.datasets.common import DatasetMissingError
-from dcbench.tiny.classification import make_imagenet, make_inat18, make_places205
 from evaluators import linear
 from evaluators import train_utils as tu
 
@@ -22,20 +18,6 @@ def backbone() -> Backbone:
     torch.manual_seed(0)
     state = build_resnet50().state_dict()
     return Backbone(state_dict=state, sobel=False, sha256="b" * 64, source_format="test")
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    make_imagenet(root / "imagenet", np.random.default_rng(0))
-    make_inat18(root / "inaturalist2018", np.random.default_rng(1))
-    make_places205(root / "places205", np.random.default_rng(2))
-    return root
-
-
-def _ctx(work: Path) -> RunContext:
-    return RunContext(work_dir=work, cache_dir=work / "cache", device=torch.device("cpu"), seed=0,
-                      progress=False)
 
 
 def _tiny(name: str, **changes: object) -> linear.Config:
@@ -110,30 +92,32 @@ def test_frozen_check_catches_a_changed_backbone(backbone: Backbone) -> None:
         tu.assert_backbone_unchanged(moving.resnet, backbone.state_dict)
 
 
-def test_training_catches_a_backbone_left_in_train_mode(backbone, data_root, tmp_path, monkeypatch) -> None:
+def test_training_catches_a_backbone_left_in_train_mode(
+    backbone, cls_data_root, tmp_path, monkeypatch, make_ctx
+) -> None:
     monkeypatch.setattr(tu, "freeze", lambda model: model.train())
     with pytest.raises(tu.BackboneChangedError):
-        linear.run(backbone, data_root, _tiny("linear_inat18", epochs=1), _ctx(tmp_path))
+        linear.run(backbone, cls_data_root, _tiny("linear_inat18", epochs=1), make_ctx(tmp_path))
 
 
 @pytest.mark.parametrize("name", ["linear_imagenet", "linear_inat18", "linear_places205"])
-def test_tiny_run_gives_last_epoch_rows_per_layer(backbone, data_root, tmp_path, name) -> None:
+def test_tiny_run_gives_last_epoch_rows_per_layer(backbone, cls_data_root, tmp_path, name, make_ctx) -> None:
     cfg = linear.TINY_CONFIGS[name]
-    rows = linear.run(backbone, data_root, cfg, _ctx(tmp_path))
+    rows = linear.run(backbone, cls_data_root, cfg, make_ctx(tmp_path))
     assert [(r.layer, r.metric) for r in rows] == [(n, m) for n in LAYERS for m in ("top1", "top5")]
     assert {r.dataset for r in rows} == {cfg.dataset}
     for r in rows:
         assert math.isfinite(r.value) and 0.0 <= r.value <= 100.0
     top = {(r.layer, r.metric): r.value for r in rows}
     assert all(top[(n, "top5")] >= top[(n, "top1")] for n in LAYERS)
-    assert (tmp_path / linear.STATE_FILE).exists()
+    assert (tmp_path / "work" / linear.STATE_FILE).exists()
 
 
 def test_resume_skips_finished_epochs_and_matches_a_straight_run(
-    backbone, data_root, tmp_path, monkeypatch
+    backbone, cls_data_root, tmp_path, monkeypatch, make_ctx
 ) -> None:
     cfg = _tiny("linear_inat18", layers=("feature1", "feature5"))
-    straight = linear.run(backbone, data_root, cfg, _ctx(tmp_path / "straight"))
+    straight = linear.run(backbone, cls_data_root, cfg, make_ctx(tmp_path / "straight"))
     real_epoch = linear._train_epoch
     calls: list[str] = []
 
@@ -145,28 +129,30 @@ def test_resume_skips_finished_epochs_and_matches_a_straight_run(
 
     monkeypatch.setattr(linear, "_train_epoch", crash_on_second)
     with pytest.raises(KeyboardInterrupt):
-        linear.run(backbone, data_root, cfg, _ctx(tmp_path / "resumed"))
+        linear.run(backbone, cls_data_root, cfg, make_ctx(tmp_path / "resumed"))
     calls.clear()
-    resumed = linear.run(backbone, data_root, cfg, _ctx(tmp_path / "resumed"))
+    resumed = linear.run(backbone, cls_data_root, cfg, make_ctx(tmp_path / "resumed"))
     assert len(calls) == 1 and "epoch 2/2" in calls[0]  # epoch 1 was not trained again
     assert [r.value for r in resumed] == [r.value for r in straight]
     calls.clear()
-    again = linear.run(backbone, data_root, cfg, _ctx(tmp_path / "resumed"))
+    again = linear.run(backbone, cls_data_root, cfg, make_ctx(tmp_path / "resumed"))
     assert calls == [] and again == resumed  # finished: nothing is trained or evaluated again
 
 
-def test_bad_config_and_missing_data(backbone, tmp_path) -> None:
+def test_bad_config_and_missing_data(backbone, tmp_path, make_ctx) -> None:
     with pytest.raises(ValueError, match="layers"):
-        linear.run(backbone, tmp_path, _tiny("linear_imagenet", layers=("feature9",)), _ctx(tmp_path))
+        linear.run(backbone, tmp_path, _tiny("linear_imagenet", layers=("feature9",)), make_ctx(tmp_path))
     with pytest.raises(ValueError, match="dataset"):
-        linear.run(backbone, tmp_path, _tiny("linear_imagenet", dataset="mnist"), _ctx(tmp_path))
+        linear.run(backbone, tmp_path, _tiny("linear_imagenet", dataset="mnist"), make_ctx(tmp_path))
     with pytest.raises(DatasetMissingError, match="imagenet"):
-        linear.run(backbone, tmp_path, linear.TINY, _ctx(tmp_path))
+        linear.run(backbone, tmp_path, linear.TINY, make_ctx(tmp_path))
 
 
-def test_reference_class_count_is_checked_against_the_data(backbone, data_root, tmp_path) -> None:
+def test_reference_class_count_is_checked_against_the_data(
+    backbone, cls_data_root, tmp_path, make_ctx
+) -> None:
     with pytest.raises(ValueError, match="expects 8142 classes"):
-        linear.run(backbone, data_root, _tiny("linear_inat18", num_classes=8142), _ctx(tmp_path))
+        linear.run(backbone, cls_data_root, _tiny("linear_inat18", num_classes=8142), make_ctx(tmp_path))
 
 
 def test_val_shards_cover_every_sample_once() -> None:

@@ -1,16 +1,12 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from dcbench.backbone import Backbone, build_resnet50
 from dcbench.config import replace
-from dcbench.context import RunContext
-from dcbench.tiny.classification import make_imagenet, make_inat18, make_places205
 from evaluators import linear, linear_avgpool
 
 
@@ -19,20 +15,6 @@ def backbone() -> Backbone:
     torch.manual_seed(0)
     state = build_resnet50(sobel=True).state_dict()
     return Backbone(state_dict=state, sobel=True, sha256="c" * 64, source_format="test")
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    make_imagenet(root / "imagenet", np.random.default_rng(0))
-    make_inat18(root / "inaturalist2018", np.random.default_rng(1))
-    make_places205(root / "places205", np.random.default_rng(2))
-    return root
-
-
-def _ctx(work: Path) -> RunContext:
-    return RunContext(work_dir=work, cache_dir=work / "cache", device=torch.device("cpu"), seed=0,
-                      progress=False)
 
 
 def test_moco_reference_values() -> None:
@@ -61,16 +43,16 @@ def test_head_is_one_linear_on_the_2048_d_pool() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(linear_avgpool.CONFIGS))
-def test_tiny_run_gives_avgpool_rows(backbone, data_root, tmp_path, name) -> None:
+def test_tiny_run_gives_avgpool_rows(backbone, cls_data_root, tmp_path, name, make_ctx) -> None:
     cfg = linear_avgpool.TINY_CONFIGS[name]
-    rows = linear_avgpool.run(backbone, data_root, cfg, _ctx(tmp_path))  # a Sobel backbone, too
+    rows = linear_avgpool.run(backbone, cls_data_root, cfg, make_ctx(tmp_path))  # a Sobel backbone, too
     assert [(r.dataset, r.layer, r.metric) for r in rows] == [
         (cfg.dataset, "avgpool", "top1"), (cfg.dataset, "avgpool", "top5")]
     assert all(math.isfinite(r.value) and 0.0 <= r.value <= 100.0 for r in rows)
     assert rows[1].value >= rows[0].value
 
 
-def test_only_the_avgpool_tap_is_accepted(backbone, tmp_path) -> None:
+def test_only_the_avgpool_tap_is_accepted(backbone, tmp_path, make_ctx) -> None:
     cfg = replace(linear_avgpool.TINY, layers=("feature5",))
     with pytest.raises(ValueError, match="avgpool"):
-        linear_avgpool.run(backbone, tmp_path, cfg, _ctx(tmp_path))
+        linear_avgpool.run(backbone, tmp_path, cfg, make_ctx(tmp_path))

@@ -2,17 +2,13 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from dcbench.backbone import Backbone, build_resnet50
 from dcbench.config import replace
-from dcbench.context import RunContext
 from dcbench.results import Measurement
-from dcbench.tiny.classification import make_imagenet
 from evaluators import semisup
 from evaluators import train_utils as tu
 
@@ -22,18 +18,6 @@ def backbone() -> Backbone:
     torch.manual_seed(0)
     state = build_resnet50().state_dict()
     return Backbone(state_dict=state, sobel=False, sha256="d" * 64, source_format="test")
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    make_imagenet(root / "imagenet", np.random.default_rng(0))
-    return root
-
-
-def _ctx(work: Path) -> RunContext:
-    return RunContext(work_dir=work, cache_dir=work / "cache", device=torch.device("cpu"), seed=0,
-                      progress=False)
 
 
 def _rows(values: dict[str, tuple[float, float]]) -> list[Measurement]:
@@ -87,16 +71,18 @@ def test_sobel_checkpoints_fine_tune_through_the_sobel_filter() -> None:
         assert net(torch.randn(2, 3, 32, 32)).shape == (2, 3)
 
 
-def test_tiny_grid_runs_and_finished_settings_are_reused(backbone, data_root, tmp_path, monkeypatch) -> None:
-    rows = semisup.run(backbone, data_root, semisup.TINY, _ctx(tmp_path))
+def test_tiny_grid_runs_and_finished_settings_are_reused(
+    backbone, cls_data_root, tmp_path, monkeypatch, make_ctx
+) -> None:
+    rows = semisup.run(backbone, cls_data_root, semisup.TINY, make_ctx(tmp_path))
     variants = [semisup.variant_name(lr, m) for lr, m in semisup.grid(semisup.TINY)]
     assert [(r.variant, r.metric) for r in rows] == [(v, m) for v in variants for m in ("top1", "top5")]
     assert {r.dataset for r in rows} == {"imagenet_1pct"}
     assert all(math.isfinite(r.value) and 0.0 <= r.value <= 100.0 for r in rows)
     for v in variants:
-        saved = json.loads((tmp_path / v / semisup.RESULT_FILE).read_text())
+        saved = json.loads((tmp_path / "work" / v / semisup.RESULT_FILE).read_text())
         assert set(saved) == {"key", "top1", "top5"}
-        assert not (tmp_path / v / semisup.STATE_FILE).exists()
+        assert not (tmp_path / "work" / v / semisup.STATE_FILE).exists()
     assert semisup.best_setting(rows) in variants
 
     trained: list[tuple[float, float]] = []
@@ -106,16 +92,16 @@ def test_tiny_grid_runs_and_finished_settings_are_reused(backbone, data_root, tm
         return {"top1": 50.0, "top5": 90.0}, tu.DistInfo(0, 1, torch.device("cpu"))
 
     monkeypatch.setattr(semisup, "fine_tune", fake_fine_tune)
-    assert semisup.run(backbone, data_root, semisup.TINY, _ctx(tmp_path)) == rows
+    assert semisup.run(backbone, cls_data_root, semisup.TINY, make_ctx(tmp_path)) == rows
     assert trained == []
     wider = replace(semisup.TINY, head_lr_mults=(1.0, 10.0, 100.0))
-    more = semisup.run(backbone, data_root, wider, _ctx(tmp_path))
+    more = semisup.run(backbone, cls_data_root, wider, make_ctx(tmp_path))
     assert trained == [(0.01, 100.0)]  # only the new setting runs
     assert more[:4] == rows and more[4].variant == "lr0.01_head100" and more[4].value == 50.0
 
 
 def test_an_unfinished_setting_resumes_after_its_last_epoch(
-    backbone, data_root, tmp_path, monkeypatch
+    backbone, cls_data_root, tmp_path, monkeypatch, make_ctx
 ) -> None:
     cfg = replace(semisup.TINY, lrs=(0.01,), head_lr_mults=(10.0,), epochs=2)
     calls: list[str] = []
@@ -128,11 +114,11 @@ def test_an_unfinished_setting_resumes_after_its_last_epoch(
 
     monkeypatch.setattr(semisup, "_train_epoch", no_training)
     with pytest.raises(KeyboardInterrupt):
-        semisup.run(backbone, data_root, cfg, _ctx(tmp_path))
-    assert (tmp_path / "lr0.01_head10" / semisup.STATE_FILE).exists()
+        semisup.run(backbone, cls_data_root, cfg, make_ctx(tmp_path))
+    assert (tmp_path / "work" / "lr0.01_head10" / semisup.STATE_FILE).exists()
     resumed: list[str] = []
     monkeypatch.setattr(semisup, "_train_epoch", lambda *args: resumed.append(args[-1]) or 0.0)
-    rows = semisup.run(backbone, data_root, cfg, _ctx(tmp_path))
+    rows = semisup.run(backbone, cls_data_root, cfg, make_ctx(tmp_path))
     assert resumed == ["lr0.01_head10 epoch 2/2"] and len(rows) == 2
 
 

@@ -14,7 +14,6 @@ from sklearn.svm import LinearSVC
 
 from dcbench.backbone import LAYERS, Backbone, build_resnet50
 from dcbench.config import replace
-from dcbench.context import RunContext
 from dcbench.datasets.common import DatasetMissingError
 from dcbench.tiny import make_tiny
 from evaluators import voc_svm
@@ -98,21 +97,16 @@ def test_reference_costs_are_the_reference_list() -> None:
     assert REFERENCE_COSTS[3:] == tuple(0.5**k for k in range(4, 20))
 
 
-def _context(tmp_path: Path) -> RunContext:
-    return RunContext(work_dir=tmp_path / "work", cache_dir=tmp_path / "cache", device=torch.device("cpu"),
-                      seed=0, progress=False)
-
-
 @pytest.fixture(scope="module")
 def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny(tmp_path_factory.mktemp("tiny") / "data", seed=0, datasets=["voc2007"])
 
 
-def test_run_on_tiny_voc_gives_finite_map_per_layer(tiny_root: Path, tmp_path: Path) -> None:
+def test_run_on_tiny_voc_gives_finite_map_per_layer(tiny_root: Path, tmp_path: Path, make_ctx) -> None:
     torch.manual_seed(0)
     state = build_resnet50().state_dict()
     backbone = Backbone(state_dict=state, sobel=False, sha256="ab" * 32, source_format="test")
-    rows = voc_svm.run(backbone, tiny_root, voc_svm.TINY, _context(tmp_path))
+    rows = voc_svm.run(backbone, tiny_root, voc_svm.TINY, make_ctx(tmp_path))
     assert [r.layer for r in rows] == list(LAYERS)
     for row in rows:
         assert row.dataset == "voc07" and row.metric == "mAP"
@@ -120,8 +114,8 @@ def test_run_on_tiny_voc_gives_finite_map_per_layer(tiny_root: Path, tmp_path: P
     assert (tmp_path / "work" / "voc07_svm_feature5.json").exists()
 
 
-def test_missing_dataset_names_the_layout(tmp_path: Path) -> None:
+def test_missing_dataset_names_the_layout(tmp_path: Path, make_ctx) -> None:
     backbone = Backbone(state_dict=build_resnet50().state_dict(), sobel=False, sha256="cd" * 32,
                         source_format="test")
     with pytest.raises(DatasetMissingError, match="JPEGImages"):
-        voc_svm.run(backbone, tmp_path / "nowhere", voc_svm.TINY, _context(tmp_path))
+        voc_svm.run(backbone, tmp_path / "nowhere", voc_svm.TINY, make_ctx(tmp_path))

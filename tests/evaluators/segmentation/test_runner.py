@@ -13,15 +13,9 @@ import torch
 
 from adapters.mmseg import BackboneLoadError, write_mmseg_checkpoint
 from dcbench.backbone import Backbone, Sobel, build_resnet50
-from dcbench.context import RunContext
 from dcbench.datasets.common import DatasetMissingError
 from evaluators.segmentation import cityscapes, runner, voc12aug
 from evaluators.segmentation.configs import model_dict
-
-
-def _ctx(tmp_path: Path) -> RunContext:
-    return RunContext(work_dir=tmp_path / "work", cache_dir=tmp_path / "cache", device=torch.device("cpu"),
-                      seed=0, num_workers=0, progress=False)
 
 
 def test_checkpoint_loads_every_tensor(tmp_path: Path, random_backbone: Backbone) -> None:
@@ -66,9 +60,11 @@ def test_final_metrics_are_the_last_iterations() -> None:
 
 
 @pytest.mark.parametrize("module", [voc12aug, cityscapes])
-def test_missing_dataset_names_the_layout(tmp_path: Path, random_backbone: Backbone, module) -> None:
+def test_missing_dataset_names_the_layout(
+    tmp_path: Path, random_backbone: Backbone, module, make_ctx
+) -> None:
     with pytest.raises(DatasetMissingError, match="Expected layout"):
-        module.run(random_backbone, tmp_path / "nothing", module.TINY, _ctx(tmp_path))
+        module.run(random_backbone, tmp_path / "nothing", module.TINY, make_ctx(tmp_path))
 
 
 def test_missing_mmseg_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -106,7 +102,7 @@ def test_torchvision_keys_fill_mmseg_resnet_exactly(tmp_path: Path, random_backb
 
 
 def test_bad_converted_checkpoint_fails_the_run(
-    tmp_path: Path, seg_data_root: Path, random_backbone: Backbone, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, seg_data_root: Path, random_backbone: Backbone, monkeypatch: pytest.MonkeyPatch, make_ctx,
 ) -> None:
     pytest.importorskip("mmseg")
 
@@ -116,12 +112,12 @@ def test_bad_converted_checkpoint_fails_the_run(
 
     monkeypatch.setattr(runner, "write_mmseg_checkpoint", write_without_stem)
     with pytest.raises(BackboneLoadError, match="bn1.weight"):
-        voc12aug.run(random_backbone, seg_data_root, voc12aug.TINY, _ctx(tmp_path))
+        voc12aug.run(random_backbone, seg_data_root, voc12aug.TINY, make_ctx(tmp_path))
 
 
 @pytest.mark.parametrize("module", [voc12aug, cityscapes])
 def test_tiny_train_and_eval_gives_finite_miou(tmp_path: Path, seg_data_root: Path, random_backbone: Backbone,
-                                              monkeypatch: pytest.MonkeyPatch, module) -> None:
+                                              monkeypatch: pytest.MonkeyPatch, module, make_ctx) -> None:
     pytest.importorskip("mmseg")
     loads: list[str] = []
     real_load = runner.load_backbone_checkpoint
@@ -131,7 +127,7 @@ def test_tiny_train_and_eval_gives_finite_miou(tmp_path: Path, seg_data_root: Pa
         loads.append(type(target).__name__)
 
     monkeypatch.setattr(runner, "load_backbone_checkpoint", spy)
-    ctx = _ctx(tmp_path)
+    ctx = make_ctx(tmp_path)
     (measurement,) = module.run(random_backbone, seg_data_root, module.TINY, ctx)
     assert loads == ["ResNet"]  # mmseg's plain ResNet, loaded once, strictly
     assert measurement.dataset == module.SPEC.dataset and measurement.metric == "mIoU"
@@ -179,7 +175,7 @@ def test_sobel_resnet_refuses_3_input_channels() -> None:
 
 
 def test_tiny_sobel_run_trains_conv1_and_keeps_the_filter_fixed(
-    tmp_path: Path, seg_data_root: Path, sobel_backbone: Backbone, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, seg_data_root: Path, sobel_backbone: Backbone, monkeypatch: pytest.MonkeyPatch, make_ctx,
 ) -> None:
     pytest.importorskip("mmseg")
     from evaluators.segmentation import mm_hooks
@@ -201,7 +197,7 @@ def test_tiny_sobel_run_trains_conv1_and_keeps_the_filter_fixed(
 
     monkeypatch.setattr(runner, "load_backbone_checkpoint", spy_load)
     monkeypatch.setattr(mm_hooks.LoadBackboneHook, "before_train", spy_before_train)
-    (measurement,) = voc12aug.run(sobel_backbone, seg_data_root, voc12aug.TINY, _ctx(tmp_path))
+    (measurement,) = voc12aug.run(sobel_backbone, seg_data_root, voc12aug.TINY, make_ctx(tmp_path))
     assert math.isfinite(measurement.value) and 0.0 <= measurement.value <= 100.0
     (model,) = loaded
     assert type(model).__name__ == "SobelResNet" and stem_equal == [True]
