@@ -92,6 +92,30 @@ def stratified_folds(targets: np.ndarray, n_splits: int) -> np.ndarray:
     return folds
 
 
+def cv_targets(targets: np.ndarray, folds: int) -> tuple[np.ndarray, np.ndarray]:
+    """One problem and its cross-validation splits as solver targets, and the fold of every sample.
+
+    Returns ((1 + folds, n) targets: the whole training set, then each fold's training set with
+    its held-out samples set to 0; (n,) fold index as `stratified_folds`).
+    """
+    fold_of = stratified_folds(targets, folds)
+    return np.stack([targets, *(np.where(fold_of == f, 0, targets) for f in range(folds))]), fold_of
+
+
+def cv_mean_ap(held_out: Tensor, targets: np.ndarray, fold_of: np.ndarray) -> np.ndarray:
+    """cross_val_score's mean AP per cost (costs,): each fold's SVMs scored on that fold only.
+
+    held_out (folds, n, costs): decision values of fold f's SVMs on every sample.
+    """
+    folds, _, costs = held_out.shape
+    labels = torch.from_numpy(targets)[:, None].expand(-1, costs)
+    total = np.zeros(costs)
+    for f in range(folds):
+        mask = torch.from_numpy(fold_of == f)[:, None].expand(-1, costs)
+        total += sklearn_ap(held_out[f], labels, mask).numpy()
+    return total / folds
+
+
 def _sorted_columns(scores: Tensor, positive: Tensor, negative: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     order = torch.argsort(scores, dim=0, descending=True, stable=True)
     return scores.gather(0, order), positive.gather(0, order), negative.gather(0, order)

@@ -23,11 +23,33 @@ def nystrom(gram: Tensor, rank: int, seed: int) -> tuple[Tensor, Tensor]:
     """Top-`rank` eigenpairs (V (G,n,r), lam (G,r)) of each Gram of the batch."""
     g, n, _ = gram.shape
     rank = min(rank, n)
-    if n <= 2 * rank + 16:
+    if _exact(n, rank):
         lam, vec = torch.linalg.eigh(gram)
         return vec[..., -rank:].contiguous(), lam[..., -rank:].clamp_min(1e-12)
     gram32 = gram.to(torch.float32)
     return _sketch(lambda q: torch.bmm(gram32, q.to(torch.float32)).to(torch.float64), g, n, rank, seed)
+
+
+def _exact(n: int, rank: int) -> bool:
+    """Small matrices get a full eigendecomposition instead of a sketch."""
+    return n <= 2 * rank + 16
+
+
+def _remainder_level(lam: Tensor, n: int) -> Tensor:
+    """The preconditioner's level for the spectrum below the kept eigenpairs: 0 when all are kept."""
+    return torch.zeros_like(lam[:, 0]) if lam.shape[1] >= n else lam[:, 0].clone()
+
+
+def _apply(basis: Tensor, lam: Tensor, resid: Tensor, m: Tensor) -> Tensor:
+    """(V diag(lam) V^T + R) @ m, the low-rank part in float64, R in float32."""
+    low = basis @ (lam[:, :, None] * (basis.transpose(1, 2) @ m))
+    # R is symmetric: R @ m = (m^T @ R)^T, which BLAS runs 1.2-4x faster for few columns.
+    rest = torch.bmm(m.to(torch.float32).transpose(1, 2), resid).transpose(1, 2)
+    return low + rest.to(torch.float64)
+
+
+def _dense(basis: Tensor, lam: Tensor, resid: Tensor) -> Tensor:
+    return (basis * lam[:, None, :]) @ basis.transpose(1, 2) + resid.to(torch.float64)
 
 
 def _sketch(apply: Callable[[Tensor], Tensor], groups: int, n: int, rank: int, seed: int, power: int = 2
@@ -64,9 +86,7 @@ class Kernel:
     def build(gram: Tensor, rank: int, seed: int) -> Kernel:
         basis, lam = nystrom(gram, rank, seed)
         resid = (gram - (basis * lam[:, None, :]) @ basis.transpose(1, 2)).to(torch.float32)
-        exact = basis.shape[2] >= gram.shape[1]
-        shift = torch.zeros_like(lam[:, 0]) if exact else lam[:, 0].clone()
-        return Kernel(basis, lam, resid, basis, lam, shift)
+        return Kernel(basis, lam, resid, basis, lam, _remainder_level(lam, gram.shape[1]))
 
     def restrict(self, index: Tensor, rank: int, seed: int) -> Kernel:
         """Sub-kernels K[S_g, S_g] of a single kernel (G = 1), one per row S_g of `index` (G', m).
@@ -78,28 +98,20 @@ class Kernel:
         if self.resid.shape[0] != 1 or index.dim() != 2:
             raise ValueError("restrict needs a single kernel (G = 1) and a (G', m) index")
         groups, m = index.shape
-        op = Kernel(self.basis[0][index], self.lam.expand(groups, -1).contiguous(),
-                    self.resid[0][index[:, :, None], index[:, None, :]], self.pbasis, self.plam, self.shift)
-        rank = min(rank, m)
-        if m <= 2 * rank + 16:
-            dense = op.dense()
-            plam, pvec = torch.linalg.eigh(dense)
-            pbasis, plam = pvec[..., -rank:].contiguous(), plam[..., -rank:].clamp_min(1e-12)
-            shift = torch.zeros(groups, dtype=torch.float64) if rank >= m else plam[:, 0].clone()
+        basis, lam = self.basis[0][index], self.lam.expand(groups, -1).contiguous()
+        resid = self.resid[0][index[:, :, None], index[:, None, :]]
+        if _exact(m, min(rank, m)):
+            pbasis, plam = nystrom(_dense(basis, lam, resid), rank, seed)
         else:
-            pbasis, plam = _sketch(op.__matmul__, groups, m, rank, seed)
-            shift = plam[:, 0].clone()
-        return Kernel(op.basis, op.lam, op.resid, pbasis, plam, shift)
+            pbasis, plam = _sketch(lambda q: _apply(basis, lam, resid, q), groups, m, rank, seed)
+        return Kernel(basis, lam, resid, pbasis, plam, _remainder_level(plam, m))
 
     def dense(self) -> Tensor:
         """The float64 matrices (G, n, n)."""
-        return (self.basis * self.lam[:, None, :]) @ self.basis.transpose(1, 2) + self.resid.to(torch.float64)
+        return _dense(self.basis, self.lam, self.resid)
 
     def __matmul__(self, m: Tensor) -> Tensor:
-        low = self.basis @ (self.lam[:, :, None] * (self.basis.transpose(1, 2) @ m))
-        # R is symmetric: R @ m = (m^T @ R)^T, which BLAS runs 1.2-4x faster for few columns.
-        rest = torch.bmm(m.to(torch.float32).transpose(1, 2), self.resid).transpose(1, 2)
-        return low + rest.to(torch.float64)
+        return _apply(self.basis, self.lam, self.resid, m)
 
 
 def weighted_outer(basis: Tensor, weight: Tensor, old: Tensor, act_old: Tensor, act_new: Tensor) -> Tensor:

@@ -43,10 +43,10 @@ from evaluators.svm_common import (
     REFERENCE_COSTS,
     REFERENCE_COSTS_SOURCE,
     augmented_gram,
+    cv_mean_ap,
+    cv_targets,
     feature_center,
     normalize_features,
-    sklearn_ap,
-    stratified_folds,
     voc_ap,
 )
 from evaluators.svm_linalg import Kernel
@@ -97,13 +97,13 @@ class KResult:
     passes: int
 
 
-def _problems(targets: np.ndarray, folds: int) -> torch.Tensor:
-    """(G, 1 + folds, m): the sample's full training set, then each CV training set."""
-    cols = [targets]
-    if folds:
-        fold_of = np.stack([stratified_folds(t, folds) for t in targets])
-        cols += [np.where(fold_of == f, 0, targets) for f in range(folds)]
-    return torch.from_numpy(np.stack(cols, axis=1))
+def _problems(targets: np.ndarray, folds: int) -> tuple[torch.Tensor, np.ndarray | None]:
+    """(G, 1 + folds, m): the sample's full training set, then each CV training set; (G, m) folds."""
+    if not folds:
+        return torch.from_numpy(targets[:, None]), None
+    split = [cv_targets(t, folds) for t in targets]
+    return (torch.from_numpy(np.stack([cols for cols, _ in split])),
+            np.stack([fold_of for _, fold_of in split]))
 
 
 def _test_scores(cross: torch.Tensor, sel: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
@@ -125,21 +125,16 @@ def _solve_chunk(kernel: Kernel, cross: torch.Tensor, idx: np.ndarray, targets: 
     settings = SolverSettings(tol=config.solver_tol, precond_rank=config.precond_rank,
                               split_cost=config.split_cost)
     sub = kernel.restrict(sel, config.precond_rank, seed=0)
-    res = solve_path(sub, _problems(targets, folds), config.costs,
-                     config.pos_weight, config.neg_weight, settings)
+    problems, fold_of = _problems(targets, folds)
+    res = solve_path(sub, problems, config.costs, config.pos_weight, config.neg_weight, settings)
     scores = _test_scores(cross, sel, res.beta[:, :, :, 0])  # (G, num_test, costs)
     test_ap = np.stack([
         voc_ap(scores[g], torch.from_numpy(test_labels[:, cls[g]])[:, None].expand_as(scores[g])).numpy()
         for g in range(len(idx))])
-    if not folds:
+    if fold_of is None:
         return test_ap, None, res.passes
-    cv = np.zeros_like(test_ap)
-    for g in range(len(idx)):
-        fold_of = torch.from_numpy(stratified_folds(targets[g], folds))[:, None]
-        lab = torch.from_numpy(targets[g])[:, None].expand(-1, len(config.costs))
-        for f in range(folds):
-            scores = res.outputs[:, g, :, 1 + f].T
-            cv[g] += sklearn_ap(scores, lab, (fold_of == f).expand_as(scores)).numpy() / folds
+    cv = np.stack([cv_mean_ap(res.outputs[:, g, :, 1:].permute(2, 1, 0), targets[g], fold_of[g])
+                   for g in range(len(idx))])
     return test_ap, cv, res.passes
 
 

@@ -34,11 +34,11 @@ from evaluators.svm_common import (
     REFERENCE_COSTS,
     REFERENCE_COSTS_SOURCE,
     augmented_gram,
+    cv_mean_ap,
+    cv_targets,
     feature_center,
     normalize_features,
     primal_weights,
-    sklearn_ap,
-    stratified_folds,
     svm_targets,
     voc_ap,
 )
@@ -84,27 +84,18 @@ class LayerResult:
 
 def _problems(targets: np.ndarray, folds: int) -> tuple[Tensor, np.ndarray]:
     """Targets (1, C*(1+folds), N): per class the full training set, then each CV training set."""
-    cols, fold_ids = [], []
-    for c in range(targets.shape[1]):
-        fold_of = stratified_folds(targets[:, c], folds)
-        cols.append(targets[:, c])
-        for f in range(folds):
-            cols.append(np.where(fold_of == f, 0, targets[:, c]))
-        fold_ids.append(fold_of)
-    return torch.from_numpy(np.stack(cols))[None], np.stack(fold_ids)
+    per_class = [cv_targets(targets[:, c], folds) for c in range(targets.shape[1])]
+    return (torch.from_numpy(np.concatenate([cols for cols, _ in per_class]))[None],
+            np.stack([fold_of for _, fold_of in per_class]))
 
 
 def _cv_ap(outputs: Tensor, targets: np.ndarray, fold_ids: np.ndarray, folds: int) -> np.ndarray:
     """(C, num_costs) mean over folds of sklearn AP on each held-out fold."""
-    num_classes = targets.shape[1]
-    result = np.zeros((num_classes, outputs.shape[0]))
-    for c in range(num_classes):
-        for f in range(folds):
-            scores = outputs[:, 0, :, c * (folds + 1) + 1 + f].T  # (N, num_costs)
-            mask = torch.from_numpy(fold_ids[c] == f)[:, None].expand_as(scores)
-            labels = torch.from_numpy(targets[:, c])[:, None].expand_as(scores)
-            result[c] += sklearn_ap(scores, labels, mask).numpy() / folds
-    return result
+    width = folds + 1
+    return np.stack([
+        cv_mean_ap(outputs[:, 0, :, c * width + 1:(c + 1) * width].permute(2, 1, 0), targets[:, c],
+                   fold_ids[c])
+        for c in range(targets.shape[1])])
 
 
 def evaluate_layer(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, test_labels: np.ndarray,
