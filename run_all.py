@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from dcbench.results import ResultStore, git_sha
-from evaluators.registry import UnknownBenchmarkError, resolve
+from evaluators.suite.registry import UnknownBenchmarkError, resolve
 
 LOG = logging.getLogger("deepcluster_bench")
 
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         data_root, ckpt = args.data_root, args.ckpt
 
     from adapters import CheckpointError, load_checkpoint
-    from evaluators.suite import SuiteSettings, format_summary, run_suite
+    from evaluators.suite.runner import SuiteSettings, format_summary, run_suite
 
     try:
         backbone = load_checkpoint(ckpt)

@@ -9,7 +9,7 @@ Run from the repository root with the project importable (`pip install -e .` or 
 Features: random but structured like pooled CNN features of VOC07 images (non-negative, a large
 common component, a decaying spectrum, a noise floor, class signal shared by train and test;
 VOC-like class frequencies, ~2% difficult positives), same seed for both sides.
-Full protocol (voc07_svm): ours = evaluators.voc_svm.evaluate_layer (normalise, Gram, one batched
+Full protocol (voc07_svm): ours = evaluators.svm.voc07.evaluate_layer (normalise, Gram, one batched
 solve of 20 classes x 19 costs x (3 folds + full), CV choice, test AP) against the reference run as
 fair_self_supervision_benchmark runs it: per class and cost cross_val_score(LinearSVC, cv=3,
 'average_precision') then LinearSVC.fit on all of trainval, best CV cost per class, VOC test AP.
@@ -36,9 +36,10 @@ from sklearn.model_selection import cross_val_score
 from sklearn.svm import LinearSVC
 
 from dcbench.config import replace
-from evaluators import voc_lowshot, voc_svm
-from evaluators.svm_common import REFERENCE_COSTS, normalize_features, voc_ap
-from evaluators.svm_lowshot_samples import LowShotSamples, load_or_draw
+from evaluators.svm import lowshot as voc_lowshot
+from evaluators.svm import voc07 as voc_svm
+from evaluators.svm.common import REFERENCE_COSTS, normalize_features, voc_ap
+from evaluators.svm.samples import LowShotSamples, load_or_draw
 
 VOC07_TRAINVAL, VOC07_TEST, FEATURE_DIM = 5011, 4952, 9216
 

@@ -1,1 +1,1 @@
-"""Evaluators: one module (or package) per transfer protocol; see evaluators/registry.py."""
+"""Evaluators: one module (or package) per transfer protocol; see evaluators/suite/registry.py."""

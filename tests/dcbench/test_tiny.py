@@ -13,7 +13,7 @@ from dcbench.datasets.voc import VOC_CLASSES, read_voc_cls
 from dcbench.fileio import sha256_file
 from dcbench.tiny import MARKER, is_complete, make_tiny
 from dcbench.tiny.__main__ import main as tiny_main
-from evaluators.svm_lowshot_samples import infeasible
+from evaluators.svm.samples import infeasible
 
 
 def _hashes(root: Path) -> dict[str, str]:

@@ -9,9 +9,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import average_precision_score
 from sklearn.svm import LinearSVC
 
-from evaluators.svm_common import REFERENCE_COSTS, augmented_gram, normalize_features, primal_weights
-from evaluators.svm_linalg import Kernel
-from evaluators.svm_solver import SolverError, SolverSettings, cost_lanes, solve_path
+from evaluators.svm.common import REFERENCE_COSTS, augmented_gram, normalize_features, primal_weights
+from evaluators.svm.linalg import Kernel
+from evaluators.svm.solver import SolverError, SolverSettings, cost_lanes, solve_path
 
 COSTS = (0.01, 0.1, 1.0, 10.0)
 

@@ -16,8 +16,8 @@ from dcbench.backbone import LAYERS, Backbone, build_resnet50
 from dcbench.config import replace
 from dcbench.datasets.common import DatasetMissingError
 from dcbench.tiny import make_tiny
-from evaluators import voc_svm
-from evaluators.svm_common import REFERENCE_COSTS, normalize_features, sklearn_ap, voc_ap
+from evaluators.svm import voc07 as voc_svm
+from evaluators.svm.common import REFERENCE_COSTS, normalize_features, sklearn_ap, voc_ap
 
 
 def _reference_voc_ap(labels: np.ndarray, scores: np.ndarray) -> float:

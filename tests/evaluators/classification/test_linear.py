@@ -9,8 +9,8 @@ from PIL import Image
 from dcbench.backbone import LAYERS, TAP_SPECS, Backbone, build_resnet50
 from dcbench.config import replace
 from dcbench.datasets.common import DatasetMissingError
-from evaluators import linear
-from evaluators import train_utils as tu
+from evaluators.classification import linear
+from evaluators.classification import train_utils as tu
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,8 @@ The frozen backbone (eval mode, checked bit for bit after every epoch) gives the
 pooled 2048-d feature; one Linear layer (normal std 0.01, bias 0) is trained with SGD lr 30,
 momentum 0.9, no weight decay, 100 epochs with the lr divided by 10 at epochs 60 and 80, total
 batch 256; RandomResizedCrop 224 + flip / Resize 256 + CenterCrop 224. The last epoch's top-1 /
-top-5 on val is reported as the `avgpool` layer. The training loop is `evaluators.linear.fit_probe`.
+top-5 on val is reported as the `avgpool` layer. The training loop is
+`evaluators.classification.linear.fit_probe`.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from pathlib import Path
 from dcbench.backbone import Backbone
 from dcbench.context import RunContext
 from dcbench.results import Measurement
-from evaluators import linear
-from evaluators.linear import tiny_config
+from evaluators.classification import linear
+from evaluators.classification.linear import tiny_config
 
 SOURCE = (
     "MoCo facebookresearch/moco main_lincls.py defaults: lr 30, --schedule 60 80 (x0.1), momentum 0.9, "

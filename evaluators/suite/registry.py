@@ -16,9 +16,12 @@ from typing import Any
 from dcbench.backbone import Backbone
 from dcbench.context import RunContext
 from dcbench.results import Measurement
-from evaluators import linear, linear_avgpool, semisup, voc_lowshot, voc_svm
+from evaluators.classification import avgpool as linear_avgpool
+from evaluators.classification import linear, semisup
 from evaluators.detection import coco, voc0712
 from evaluators.segmentation import cityscapes, voc12aug
+from evaluators.svm import lowshot as voc_lowshot
+from evaluators.svm import voc07 as voc_svm
 
 RunFn = Callable[[Backbone, Path, Any, RunContext], list[Measurement]]
 

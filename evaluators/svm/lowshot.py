@@ -2,7 +2,7 @@
 
 Protocol (fair_self_supervision_benchmark tools/svm/train_svm_low_shot.py, test_svm_low_shot.py,
 aggregate_low_shot_svm_stats.py; run by MMSelfSup .../svm_voc07/tools/eval_svm_lowshot.sh):
-for each of 5 independent samples (evaluators.svm_lowshot_samples) and each k, one LinearSVC per
+for each of 5 independent samples (evaluators.svm.samples) and each k, one LinearSVC per
 class and cost (same SVM and costs as voc07_svm) is trained on that class's k positives and
 (C-1)k negatives of VOC07 trainval; every SVM is scored on all of VOC07 test (VOC AP, difficult
 ignored); mAP over classes per (sample, k, cost); mean over the samples.
@@ -39,7 +39,7 @@ from dcbench.context import RunContext
 from dcbench.datasets.voc import VOC_CLASSES
 from dcbench.fileio import atomic_write_text
 from dcbench.results import Measurement
-from evaluators.svm_common import (
+from evaluators.svm.common import (
     REFERENCE_COSTS,
     REFERENCE_COSTS_SOURCE,
     augmented_gram,
@@ -49,12 +49,12 @@ from evaluators.svm_common import (
     normalize_features,
     voc_ap,
 )
-from evaluators.svm_linalg import Kernel
-from evaluators.svm_lowshot_plot import plot_lowshot
-from evaluators.svm_lowshot_samples import SOURCE as SAMPLES_SOURCE
-from evaluators.svm_lowshot_samples import LowShotSamples, load_or_draw
-from evaluators.svm_solver import SolverSettings, solve_path
-from evaluators.svm_voc_data import TRANSFORM_SOURCE, load_voc07_features
+from evaluators.svm.data import TRANSFORM_SOURCE, load_voc07_features
+from evaluators.svm.linalg import Kernel
+from evaluators.svm.plot import plot_lowshot
+from evaluators.svm.samples import SOURCE as SAMPLES_SOURCE
+from evaluators.svm.samples import LowShotSamples, load_or_draw
+from evaluators.svm.solver import SolverSettings, solve_path
 
 LOG = logging.getLogger("deepcluster_bench")
 SAMPLES_FILE = "voc07_lowshot_samples.json"

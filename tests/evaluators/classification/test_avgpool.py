@@ -7,7 +7,8 @@ import torch
 
 from dcbench.backbone import Backbone, build_resnet50
 from dcbench.config import replace
-from evaluators import linear, linear_avgpool
+from evaluators.classification import avgpool as linear_avgpool
+from evaluators.classification import linear
 
 
 @pytest.fixture(scope="module")

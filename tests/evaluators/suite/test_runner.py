@@ -10,8 +10,8 @@ from dcbench.backbone import Backbone, build_resnet50
 from dcbench.context import RunContext
 from dcbench.datasets.common import DatasetMissingError
 from dcbench.results import Measurement, ResultStore
-from evaluators.registry import EVALUATORS, BenchmarkSpec, UnknownBenchmarkError, resolve
-from evaluators.suite import SuiteSettings, format_summary, run_suite
+from evaluators.suite.registry import EVALUATORS, BenchmarkSpec, UnknownBenchmarkError, resolve
+from evaluators.suite.runner import SuiteSettings, format_summary, run_suite
 
 
 @dataclass(frozen=True)

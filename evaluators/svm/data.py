@@ -20,7 +20,7 @@ from dcbench.context import RunContext
 from dcbench.datasets.common import ImageListDataset
 from dcbench.datasets.voc import VOC_CLASSES, MultiLabelList, read_voc_cls
 from dcbench.features import FeatureKey, extract_features, fingerprint
-from evaluators.train_utils import IMAGENET_MEAN, IMAGENET_STD
+from evaluators.classification.train_utils import IMAGENET_MEAN, IMAGENET_STD
 
 TRANSFORM_SOURCE = "MMSelfSup 1.x configs/benchmarks/classification/svm_voc07.py (extract_pipeline)"
 

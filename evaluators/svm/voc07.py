@@ -9,7 +9,7 @@ mean CV AP is chosen per class, that class's SVM trained on all of trainval pred
 is the reference VOC AP over non-difficult samples; mAP = mean over the 20 classes, per layer.
 
 All 20 classes x 19 costs x (3 folds + full) SVMs of a layer are trained together by
-`evaluators.svm_solver.solve_path` (same optimisation problem as LinearSVC, see there).
+`evaluators.svm.solver.solve_path` (same optimisation problem as LinearSVC, see there).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from dcbench.context import RunContext
 from dcbench.datasets.voc import VOC_CLASSES
 from dcbench.fileio import atomic_write_text
 from dcbench.results import Measurement
-from evaluators.svm_common import (
+from evaluators.svm.common import (
     REFERENCE_COSTS,
     REFERENCE_COSTS_SOURCE,
     augmented_gram,
@@ -42,8 +42,8 @@ from evaluators.svm_common import (
     svm_targets,
     voc_ap,
 )
-from evaluators.svm_solver import SolverSettings, solve_path
-from evaluators.svm_voc_data import TRANSFORM_SOURCE, load_voc07_features
+from evaluators.svm.data import TRANSFORM_SOURCE, load_voc07_features
+from evaluators.svm.solver import SolverSettings, solve_path
 
 LOG = logging.getLogger("deepcluster_bench")
 

@@ -15,9 +15,9 @@ from dcbench.backbone import Backbone, build_resnet50
 from dcbench.config import replace
 from dcbench.context import RunContext
 from dcbench.tiny import make_tiny
-from evaluators import voc_lowshot
-from evaluators.svm_common import normalize_features, voc_ap
-from evaluators.svm_lowshot_samples import load_or_draw
+from evaluators.svm import lowshot as voc_lowshot
+from evaluators.svm.common import normalize_features, voc_ap
+from evaluators.svm.samples import load_or_draw
 
 CLASSES = ("a", "b", "c")
 

@@ -6,7 +6,7 @@ BatchNorm without affine parameters and a Linear layer (normal std 0.01, bias 0)
 together from one backbone forward per batch (the summed cross-entropy); SGD with Nesterov
 momentum and a step schedule; the LAST epoch's top-1 / top-5 on val is reported per layer.
 
-`fit_probe` is the shared frozen-probe loop; `evaluators.linear_avgpool` uses it with the MoCo
+`fit_probe` is the shared frozen-probe loop; `evaluators.classification.avgpool` uses it with the MoCo
 AvgPool head. Runs under torchrun (WORLD_SIZE > 1) or in one process; resumes from
 `ctx.work_dir / probe_state.pth`.
 """
@@ -28,7 +28,7 @@ from dcbench.config import config_hash, replace
 from dcbench.context import RunContext
 from dcbench.datasets.common import ImageListDataset
 from dcbench.results import Measurement
-from evaluators import train_utils as tu
+from evaluators.classification import train_utils as tu
 
 LOG = logging.getLogger("deepcluster_bench")
 AVGPOOL_DIM = TAP_SPECS["feature5"].channels

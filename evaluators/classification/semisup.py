@@ -30,7 +30,7 @@ from dcbench.context import RunContext
 from dcbench.datasets.common import ImageListDataset
 from dcbench.fileio import atomic_write_text
 from dcbench.results import Measurement
-from evaluators import train_utils as tu
+from evaluators.classification import train_utils as tu
 
 LOG = logging.getLogger("deepcluster_bench")
 RESULT_FILE = "result.json"

@@ -9,8 +9,8 @@ import torch
 from dcbench.backbone import Backbone, build_resnet50
 from dcbench.config import replace
 from dcbench.results import Measurement
-from evaluators import semisup
-from evaluators import train_utils as tu
+from evaluators.classification import semisup
+from evaluators.classification import train_utils as tu
 
 
 @pytest.fixture(scope="module")

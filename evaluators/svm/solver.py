@@ -25,7 +25,7 @@ run asynchronously in columns: every pass is ONE batched product K @ [n x P] in 
 carries either its CG direction or its new Newton start (none when that start's image K @ x0 is
 already known), so no problem waits for another; finished columns are dropped. K's top
 eigenpairs are applied in float64, its small remainder in float32 (see
-`evaluators.svm_linalg.Kernel`); all solver state is float64.
+`evaluators.svm.linalg.Kernel`); all solver state is float64.
 
 Stopping rule, per problem and cost: the KKT residual max_i |alpha_i / 2C_i - max(0, 1 - y_i f_i)|
 (margin units; alpha_i = y_i beta_i) is at most `tol` (default 1e-4, sklearn's LinearSVC tol; at an
@@ -43,7 +43,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from evaluators.svm_linalg import Kernel, decrease, line_search, objective, violation, weighted_outer
+from evaluators.svm.linalg import Kernel, decrease, line_search, objective, violation, weighted_outer
 
 
 class SolverError(ValueError):
@@ -328,7 +328,7 @@ def solve_path(
 ) -> PathResult:
     """Train every (problem, cost) pair; problem p of group g uses `gram[g]` and `targets[g, p]`.
 
-    `gram` (G, n, n): augmented Gram matrices (`evaluators.svm_common.augmented_gram`), or a
+    `gram` (G, n, n): augmented Gram matrices (`evaluators.svm.common.augmented_gram`), or a
     `Kernel` already split (e.g. `Kernel.restrict` of one shared Gram: no per-group sketch);
     `targets` (G, P, n) in {-1, +1, 0}; `costs`: LinearSVC `C` values, any order. The first axis
     of every result follows `costs` as given.

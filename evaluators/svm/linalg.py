@@ -1,4 +1,4 @@
-"""Linear algebra of the batched squared-hinge SVM solver (evaluators.svm_solver).
+"""Linear algebra of the batched squared-hinge SVM solver (evaluators.svm.solver).
 
 - `Kernel`: the Gram matrix split as V diag(lam) V^T (top eigenpairs from a randomised Nystrom
   sketch, float64) + R (remainder, float32). Deflating the top eigenpairs makes R small, so its

@@ -21,7 +21,7 @@ from dcbench.config import config_hash
 from dcbench.context import RunContext
 from dcbench.datasets.common import DatasetMissingError
 from dcbench.results import Provenance, ResultRow, ResultStore, Status, rows_from_measurements, status_row
-from evaluators.registry import EVALUATORS, BenchmarkSpec
+from evaluators.suite.registry import EVALUATORS, BenchmarkSpec
 
 LOG = logging.getLogger("deepcluster_bench")
 
