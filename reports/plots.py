@@ -54,3 +54,35 @@ def lowshot_plot(frame: pd.DataFrame, out_png: str | os.PathLike[str]) -> Path:
     with atomic_path(target) as tmp:
         fig.savefig(tmp, format="png", metadata={"Software": None})
     return target
+
+
+HEALTH_PANELS = (
+    (("nmi_prev", "nmi_gt"), ("NMI(t-1, t)", "NMI vs labels"), "NMI"),
+    (("empty_clusters",), ("empty clusters",), "empty clusters"),
+    (("kmeans_objective",), ("k-means objective",), "k-means objective"),
+)
+
+
+def health_plot(records: list[dict[str, object]], out_png: str | os.PathLike[str], title: str = "") -> Path:
+    """Pretraining health per epoch from `log.jsonl` records: NMI, empty clusters, k-means objective."""
+    fig = Figure(figsize=(10.0, 3.2), dpi=100)
+    FigureCanvasAgg(fig)
+    for index, (keys, labels, name) in enumerate(HEALTH_PANELS):
+        ax = fig.add_subplot(1, len(HEALTH_PANELS), index + 1)
+        for key, label in zip(keys, labels, strict=True):
+            points = [(r["epoch"], r[key]) for r in records if r.get(key) is not None]
+            if points:
+                xs, ys = zip(*points, strict=True)
+                ax.plot(xs, ys, marker="o", markersize=3, label=label)
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.grid(True, alpha=0.3)
+        if len(keys) > 1:
+            ax.legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    target = Path(out_png)
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None})
+    return target
