@@ -177,7 +177,7 @@ def fit_probe(
     val_set: torch.utils.data.Dataset, ctx: RunContext,
 ) -> dict[str, dict[str, float]]:
     """Train the probes on the frozen backbone (resuming from ctx.work_dir) and evaluate the last epoch."""
-    dist = tu.init_distributed(ctx)
+    dist = tu.init_distributed(ctx.device)
     taps = tu.freeze(backbone.build_taps()).to(dist.device)
     torch.manual_seed(ctx.seed)
     model = tu.wrap_ddp(ProbeHeads(config.layers, num_classes, config.bn_momentum).to(dist.device), dist)

@@ -210,7 +210,7 @@ def fine_tune(
 ) -> tuple[dict[str, float], tu.DistInfo]:
     """Fine-tune the whole network for one setting; returns the last epoch's val top-1/top-5."""
     lr, mult = setting
-    dist = tu.init_distributed(ctx)
+    dist = tu.init_distributed(ctx.device)
     torch.manual_seed(ctx.seed)
     model = tu.wrap_ddp(FineTuneNet(backbone, num_classes).to(dist.device), dist)
     net = tu.unwrap(model)

@@ -11,21 +11,27 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as tdist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision import transforms as T
 
-from dcbench.context import RunContext
 from dcbench.datasets.common import ImageList
 from dcbench.datasets.imagenet import read_imagenet
 from dcbench.datasets.inat import read_inat18
 from dcbench.datasets.places import read_places205
+from dcbench.distributed import (  # noqa: F401 - re-exported for the evaluators
+    DistInfo,
+    barrier,
+    init_distributed,
+    per_rank_batch,
+    reduce_sum,
+    unwrap,
+    wrap_ddp,
+)
 from dcbench.fileio import atomic_write
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -43,72 +49,6 @@ DATASET_DIRS = {"imagenet": "imagenet", "inat18": "inaturalist2018", "places205"
 
 class BackboneChangedError(RuntimeError):
     """The frozen backbone's weights or buffers changed while training a probe on it."""
-
-
-# ----------------------------------------------------------------------------- distributed
-@dataclass(frozen=True)
-class DistInfo:
-    rank: int
-    world_size: int
-    device: torch.device
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-
-def init_distributed(ctx: RunContext) -> DistInfo:
-    """Join the torchrun process group when WORLD_SIZE > 1; otherwise a single process."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo(0, 1, ctx.device)
-    cuda = ctx.device.type == "cuda"
-    if not tdist.is_initialized():
-        tdist.init_process_group("nccl" if cuda else "gloo")
-    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if cuda else ctx.device
-    if cuda:
-        torch.cuda.set_device(device)
-    return DistInfo(tdist.get_rank(), tdist.get_world_size(), device)
-
-
-def barrier(dist: DistInfo) -> None:
-    if dist.enabled:
-        tdist.barrier()
-
-
-def reduce_sum(value: torch.Tensor, dist: DistInfo) -> torch.Tensor:
-    """Sum a tensor over ranks (a copy; identity in one process)."""
-    out = value.detach().clone()
-    if dist.enabled:
-        tdist.all_reduce(out)
-    return out
-
-
-def per_rank_batch(total: int, dist: DistInfo) -> int:
-    if total % dist.world_size:
-        raise ValueError(f"total batch size {total} is not divisible by the world size {dist.world_size}")
-    return total // dist.world_size
-
-
-def wrap_ddp(module: nn.Module, dist: DistInfo) -> nn.Module:
-    """DistributedDataParallel when distributed, with SyncBN on GPUs (as the references use); else as is.
-
-    torch's SyncBatchNorm runs on GPUs only, so a CPU (gloo) run keeps per-process BN statistics.
-    """
-    if not dist.enabled:
-        return module
-    if dist.device.type != "cuda":
-        return nn.parallel.DistributedDataParallel(module)
-    synced = nn.SyncBatchNorm.convert_sync_batchnorm(module)
-    return nn.parallel.DistributedDataParallel(synced, device_ids=[dist.device.index])
-
-
-def unwrap(module: nn.Module) -> nn.Module:
-    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
 
 
 # ----------------------------------------------------------------------------- data
