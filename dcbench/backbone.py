@@ -17,6 +17,9 @@ import torchvision
 from torch import nn
 
 LAYERS = ("feature1", "feature2", "feature3", "feature4", "feature5")
+# The input normalization of torchvision's ResNet-50 and of every reference pipeline (RGB, [0, 1] input).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 ALL_TAPS = (*LAYERS, "avgpool")
 
 
