@@ -16,7 +16,8 @@ import torch
 import torchvision
 from torch import nn
 
-LAYERS = ("feature1", "feature2", "feature3", "feature4", "feature5")
+from dcbench.layers import LAYERS
+
 # The input normalization of torchvision's ResNet-50 and of every reference pipeline (RGB, [0, 1] input).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -52,6 +52,7 @@ from evaluators.svm.common import (
 from evaluators.svm.data import TRANSFORM_SOURCE, load_voc07_features
 from evaluators.svm.linalg import Kernel
 from evaluators.svm.plot import plot_lowshot
+from evaluators.svm.reference import LOWSHOT_K_VALUES
 from evaluators.svm.samples import SOURCE as SAMPLES_SOURCE
 from evaluators.svm.samples import LowShotSamples, load_or_draw
 from evaluators.svm.solver import SolverSettings, solve_path
@@ -63,7 +64,7 @@ SAMPLES_FILE = "voc07_lowshot_samples.json"
 @dataclass(frozen=True)
 class Config:
     layers: tuple[str, ...] = LAYERS
-    k_values: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 96)
+    k_values: tuple[int, ...] = LOWSHOT_K_VALUES
     num_samples: int = 5
     sample_seed: int = 0
     costs: tuple[float, ...] = REFERENCE_COSTS
