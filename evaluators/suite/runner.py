@@ -48,9 +48,14 @@ class Outcome:
     reason: str | None
 
 
+def benchmark_dir(work_dir: Path, name: str) -> Path:
+    """Benchmark `name`'s own folder under the run's work folder (its ctx.work_dir)."""
+    return work_dir / "benchmarks" / name
+
+
 def _context(name: str, settings: SuiteSettings) -> RunContext:
     return RunContext(
-        work_dir=settings.work_dir / "benchmarks" / name,
+        work_dir=benchmark_dir(settings.work_dir, name),
         cache_dir=settings.work_dir / "feature_cache",
         device=settings.device, seed=settings.seed, num_workers=settings.num_workers,
         num_gpus=settings.num_gpus,
