@@ -21,8 +21,6 @@ from dcbench.results import ResultStore, git_sha
 from evaluators.suite import names
 from evaluators.suite.registry import UnknownBenchmarkError, resolve
 
-LOG = logging.getLogger(__name__)
-
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

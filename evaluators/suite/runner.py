@@ -23,7 +23,7 @@ from dcbench.datasets.common import DatasetMissingError
 from dcbench.results import Provenance, ResultRow, ResultStore, Status, rows_from_measurements, status_row
 from evaluators.suite.registry import EVALUATORS, BenchmarkSpec
 
-LOG = logging.getLogger("deepcluster_bench")
+LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ from evaluators.svm.samples import SOURCE as SAMPLES_SOURCE
 from evaluators.svm.samples import LowShotSamples, load_or_draw
 from evaluators.svm.solver import SolverSettings, solve_path
 
-LOG = logging.getLogger("deepcluster_bench")
+LOG = logging.getLogger(__name__)
 SAMPLES_FILE = "voc07_lowshot_samples.json"
 
 
