@@ -85,10 +85,6 @@ def input_filter(sobel: bool) -> nn.Module:
     return Sobel() if sobel else nn.Identity()
 
 
-def is_sobel_state_dict(state: Mapping[str, torch.Tensor]) -> bool:
-    return tuple(state["conv1.weight"].shape[1:2]) == (2,)
-
-
 def _pool(name: str, fmap: torch.Tensor) -> torch.Tensor:
     spec = TAP_SPECS[name]
     if fmap.shape[-1] == spec.ref_size and fmap.shape[-2] == spec.ref_size:

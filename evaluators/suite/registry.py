@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -29,23 +29,11 @@ RunFn = Callable[[Backbone, Path, Any, RunContext], list[Measurement]]
 
 
 @dataclass(frozen=True)
-class Pending:
-    """Config placeholder of a benchmark that is not implemented yet."""
-
-    note: str
-
-
-@dataclass(frozen=True)
 class BenchmarkSpec:
-    table: str
-    run: RunFn | None
+    table: str  # the README table (reports.tables.TABLE_IDS) its rows fill
+    run: RunFn
     config: Any
     tiny: Any
-    note: str = field(default="")
-
-
-def _pending(table: str, note: str) -> BenchmarkSpec:
-    return BenchmarkSpec(table=table, run=None, config=Pending(note), tiny=Pending(note), note=note)
 
 
 def _multi(table: str, module: ModuleType, name: str) -> BenchmarkSpec:

@@ -6,7 +6,6 @@ raises is recorded as `failed` with the error, and the others still run.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 import traceback
@@ -69,8 +68,6 @@ def _run_one(name: str, spec: BenchmarkSpec, backbone: Backbone, settings: Suite
         config_hash=config_hash(config), seed=settings.seed, git_sha=settings.git_sha,
         pretrain_config=backbone.pretrain_config,
     )
-    if spec.run is None:
-        return [status_row(prov, "skipped", f"not implemented yet: {spec.note}")]
     torch.manual_seed(settings.seed)
     try:
         measurements = spec.run(backbone, settings.data_root, config, _context(name, settings))
@@ -110,7 +107,3 @@ def format_summary(outcomes: Sequence[Outcome]) -> str:
         reason = (o.reason or "").splitlines()[0][:100] if o.reason else ""
         lines.append(f"{o.benchmark:<{width}}  {o.status:<7} {o.rows:>5}  {o.seconds:7.1f}  {reason}")
     return "\n".join(lines)
-
-
-def as_dict(outcome: Outcome) -> dict[str, object]:
-    return dataclasses.asdict(outcome)
