@@ -18,9 +18,8 @@ from pathlib import Path
 import torch
 
 from dcbench.results import ResultStore, git_sha
+from evaluators.suite import names
 from evaluators.suite.registry import UnknownBenchmarkError, resolve
-
-LOG = logging.getLogger("deepcluster_bench")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,6 +60,15 @@ def _model_name(args: argparse.Namespace, ckpt: Path) -> str:
     return "deepcluster-tiny" if args.tiny and args.ckpt is None else ckpt.stem
 
 
+def write_lowshot_plot(store: ResultStore, work_dir: Path, model: str) -> Path:
+    """The low-shot curves of `model` (every layer), drawn from the store into the benchmark's folder."""
+    from evaluators.suite.runner import benchmark_dir
+    from reports.plots import LOWSHOT_LAYERS_PNG, lowshot_layers_plot
+
+    out = benchmark_dir(work_dir, names.VOC07_LOWSHOT) / LOWSHOT_LAYERS_PNG
+    return lowshot_layers_plot(store.read(), model, out)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = parse_args(argv)
@@ -94,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = run_suite(names, backbone, settings, store)
     print(format_summary(outcomes))
     print(f"results: {store.path}")
+    if any(o.benchmark == names.VOC07_LOWSHOT and o.status == "ok" for o in outcomes):
+        print(f"low-shot plot: {write_lowshot_plot(store, args.work_dir, settings.model)}")
     if args.readme is not None:
         from reports.render import render_readme
 

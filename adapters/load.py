@@ -45,7 +45,10 @@ MAX_LISTED = 30
 
 
 class CheckpointError(ValueError):
-    """The file is not a checkpoint we can read, or its keys do not map onto ResNet-50."""
+    """The file is not a checkpoint we can read (or write), or its keys do not map onto ResNet-50.
+
+    The one checkpoint error of the project: `pretrain.checkpoint` raises it for its own files too.
+    """
 
 
 class SobelExportError(ValueError):

@@ -16,7 +16,11 @@ import torch
 import torchvision
 from torch import nn
 
-LAYERS = ("feature1", "feature2", "feature3", "feature4", "feature5")
+from dcbench.layers import LAYERS
+
+# The input normalization of torchvision's ResNet-50 and of every reference pipeline (RGB, [0, 1] input).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 ALL_TAPS = (*LAYERS, "avgpool")
 
 
@@ -79,10 +83,6 @@ def build_resnet50(sobel: bool = False) -> torchvision.models.ResNet:
 
 def input_filter(sobel: bool) -> nn.Module:
     return Sobel() if sobel else nn.Identity()
-
-
-def is_sobel_state_dict(state: Mapping[str, torch.Tensor]) -> bool:
-    return tuple(state["conv1.weight"].shape[1:2]) == (2,)
 
 
 def _pool(name: str, fmap: torch.Tensor) -> torch.Tensor:

@@ -15,16 +15,17 @@ from functools import partial
 
 import pandas as pd
 
+from dcbench.layers import LAYERS
 from dcbench.results import latest_ok
+from evaluators.suite import names as N
+from evaluators.svm.reference import LOWSHOT_K_VALUES as LOWSHOT_KS
 
 DASH = "–"  # en dash: no result
 NO_CONFIG = "-"
 TORCHVISION_MARK = "†"
-LAYERS = ("feature1", "feature2", "feature3", "feature4", "feature5")
-LOWSHOT_KS = (1, 2, 4, 8, 16, 32, 64, 96)
 LOWSHOT_COLUMNS = tuple(f"k={k}" for k in LOWSHOT_KS)
 LINEAR_COLUMNS = ("Model", "Config", "Feature1", "Feature2", "Feature3", "Feature4", "Feature5", "AvgPool")
-SEMISUP_FRACTIONS = (("semisup_1pct", "1%"), ("semisup_10pct", "10%"))
+SEMISUP_FRACTIONS = ((N.SEMISUP_1PCT, "1%"), (N.SEMISUP_10PCT, "10%"))
 COCO_METRICS = (
     ("mAP(Box)", "bbox_AP"), ("AP50(Box)", "bbox_AP50"), ("AP75(Box)", "bbox_AP75"),
     ("mAP(Mask)", "segm_AP"), ("AP50(Mask)", "segm_AP50"), ("AP75(Mask)", "segm_AP75"),
@@ -109,7 +110,7 @@ def _table(table_id: str, columns: Sequence[str], records: list[list[str]],
 
 def best_layer(rows: pd.DataFrame, model: str) -> tuple[str, float] | None:
     """The VOC07 SVM layer with the highest mAP for `model` (first of feature1..5 on ties)."""
-    sub = _pick(rows, "voc07_svm", "mAP")
+    sub = _pick(rows, N.VOC07_SVM, "mAP")
     sub = sub[(sub["model"] == model) & sub["layer"].isin(LAYERS)]
     if sub.empty:
         return None
@@ -121,7 +122,7 @@ def best_layer(rows: pd.DataFrame, model: str) -> tuple[str, float] | None:
 
 def lowshot_best(rows: pd.DataFrame, variant: str) -> pd.DataFrame:
     """Columns model, k, value: per model and k the best low-shot mAP over feature1..5."""
-    sub = _pick(rows, "voc07_lowshot", "mAP")
+    sub = _pick(rows, N.VOC07_LOWSHOT, "mAP")
     sub = sub[(sub["variant"] == variant) & sub["layer"].isin(LAYERS) & sub["k"].notna()]
     if sub.empty:
         return pd.DataFrame({"model": pd.Series(dtype=object), "k": pd.Series(dtype=int),
@@ -242,11 +243,11 @@ def _detection_table(rows: pd.DataFrame, table_id: str, benchmark: str,
 
 
 def det_voc0712_table(rows: pd.DataFrame) -> Table:
-    return _detection_table(rows, "det_voc0712", "det_voc0712", (("mAP", "AP"), ("AP50", "AP50")))
+    return _detection_table(rows, "det_voc0712", N.DET_VOC0712, (("mAP", "AP"), ("AP50", "AP50")))
 
 
 def det_coco_table(rows: pd.DataFrame) -> Table:
-    return _detection_table(rows, "det_coco", "det_coco", COCO_METRICS)
+    return _detection_table(rows, "det_coco", N.DET_COCO, COCO_METRICS)
 
 
 def segmentation_table(rows: pd.DataFrame, table_id: str, benchmark: str) -> Table:
@@ -258,17 +259,17 @@ def segmentation_table(rows: pd.DataFrame, table_id: str, benchmark: str) -> Tab
 BUILDERS: tuple[tuple[str, Callable[[pd.DataFrame], Table]], ...] = (
     ("voc_svm", voc_svm_table),
     ("voc_lowshot_clean", voc_lowshot_clean_table),
-    ("linear_imagenet", partial(linear_table, table_id="linear_imagenet", benchmark="linear_imagenet",
-                                avgpool_benchmark="linear_avgpool_imagenet")),
-    ("linear_inat18", partial(linear_table, table_id="linear_inat18", benchmark="linear_inat18",
-                              avgpool_benchmark="linear_avgpool_inat18")),
-    ("linear_places205", partial(linear_table, table_id="linear_places205", benchmark="linear_places205",
-                                 avgpool_benchmark="linear_avgpool_places205")),
+    ("linear_imagenet", partial(linear_table, table_id="linear_imagenet", benchmark=N.LINEAR_IMAGENET,
+                                avgpool_benchmark=N.LINEAR_AVGPOOL_IMAGENET)),
+    ("linear_inat18", partial(linear_table, table_id="linear_inat18", benchmark=N.LINEAR_INAT18,
+                              avgpool_benchmark=N.LINEAR_AVGPOOL_INAT18)),
+    ("linear_places205", partial(linear_table, table_id="linear_places205", benchmark=N.LINEAR_PLACES205,
+                                 avgpool_benchmark=N.LINEAR_AVGPOOL_PLACES205)),
     ("semisup", semisup_table),
     ("det_voc0712", det_voc0712_table),
     ("det_coco", det_coco_table),
-    ("seg_voc12aug", partial(segmentation_table, table_id="seg_voc12aug", benchmark="seg_voc12aug")),
-    ("seg_cityscapes", partial(segmentation_table, table_id="seg_cityscapes", benchmark="seg_cityscapes")),
+    ("seg_voc12aug", partial(segmentation_table, table_id="seg_voc12aug", benchmark=N.SEG_VOC12AUG)),
+    ("seg_cityscapes", partial(segmentation_table, table_id="seg_cityscapes", benchmark=N.SEG_CITYSCAPES)),
 )
 TABLE_IDS = tuple(table_id for table_id, _ in BUILDERS)
 

@@ -14,7 +14,9 @@ Two rows per layer and k:
   images (min(3, k) folds, sklearn AP, mean over classes; one cost per sample as the reference
   uses one cost per k), then its test mAP at that cost; mean over samples. Not defined for k=1
   (one positive cannot be split), so k=1 has no `clean` row.
-A PNG of mAP against k (every layer, both variants) is written to the work folder.
+The evaluator writes rows and per-layer details only; the PNG of mAP against k (every layer, both
+variants) is drawn from the rows by `reports.plots.lowshot_layers_plot` (run_all writes it into
+this benchmark's work folder).
 
 Speed: the trainval Gram matrix is split once per layer (`Kernel.build`: float64 top eigenpairs +
 float32 remainder); every (sample, class) training set restricts that split (`Kernel.restrict`,
@@ -51,19 +53,19 @@ from evaluators.svm.common import (
 )
 from evaluators.svm.data import TRANSFORM_SOURCE, load_voc07_features
 from evaluators.svm.linalg import Kernel
-from evaluators.svm.plot import plot_lowshot
+from evaluators.svm.reference import LOWSHOT_K_VALUES
 from evaluators.svm.samples import SOURCE as SAMPLES_SOURCE
 from evaluators.svm.samples import LowShotSamples, load_or_draw
 from evaluators.svm.solver import SolverSettings, solve_path
 
-LOG = logging.getLogger("deepcluster_bench")
+LOG = logging.getLogger(__name__)
 SAMPLES_FILE = "voc07_lowshot_samples.json"
 
 
 @dataclass(frozen=True)
 class Config:
     layers: tuple[str, ...] = LAYERS
-    k_values: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 96)
+    k_values: tuple[int, ...] = LOWSHOT_K_VALUES
     num_samples: int = 5
     sample_seed: int = 0
     costs: tuple[float, ...] = REFERENCE_COSTS
@@ -208,18 +210,17 @@ def run(backbone: Backbone, data_root: Path, config: Config, ctx: RunContext) ->
     if not samples.k_values:
         raise ValueError(f"no low-shot k in {config.k_values} can be drawn from this VOC07 trainval: "
                          + "; ".join(f"k={k}: {why}" for k, why in samples.skipped.items()))
-    rows, curves = [], {}
+    rows = []
     for layer in config.layers:
         results = evaluate_layer(feats.train[layer], feats.test[layer], feats.test_labels, samples, config)
         details = _details(layer, results, samples, config)
         atomic_write_text(ctx.work_dir / f"voc07_lowshot_{layer}.json", details)
-        curves[layer] = {k: summarize(r) for k, r in results.items()}
-        for k, (ref, clean) in curves[layer].items():
+        for k, result in results.items():
+            ref, clean = summarize(result)
             LOG.info("voc07_lowshot %s k=%d: reference %.2f clean %s", layer, k, ref, clean)
             rows.append(Measurement(dataset="voc07", metric="mAP", value=ref, layer=layer, k=k,
                                     variant="reference"))
             if clean is not None:
                 rows.append(Measurement(dataset="voc07", metric="mAP", value=clean, layer=layer, k=k,
                                         variant="clean"))
-    plot_lowshot(curves, ctx.work_dir / "voc07_lowshot_map_vs_k.png")
     return rows

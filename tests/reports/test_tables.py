@@ -165,3 +165,13 @@ def test_latest_row_wins_and_newest_checkpoint_per_model(tables: dict[str, Table
 def test_empty_store_gives_empty_tables() -> None:
     for table in build_tables(_frame([])):
         assert table.frame.empty and len(table.frame.columns) >= 3
+
+
+def test_every_registered_table_is_rendered_and_the_constants_are_the_evaluators() -> None:
+    from dcbench.backbone import LAYERS as BACKBONE_LAYERS
+    from evaluators.suite.registry import EVALUATORS
+    from evaluators.svm.lowshot import Config as LowShotConfig
+    from reports.tables import LAYERS, LOWSHOT_KS, TABLE_IDS
+
+    assert {spec.table for spec in EVALUATORS.values()} <= set(TABLE_IDS)
+    assert LAYERS == BACKBONE_LAYERS and LOWSHOT_KS == LowShotConfig().k_values

@@ -105,7 +105,7 @@ def test_run_on_tiny_voc(tmp_path: Path) -> None:
     assert refs == {(layer, k) for layer in config.layers for k in feasible}
     assert {(r.layer, r.k) for r in rows if r.variant == "clean"} == {x for x in refs if x[1] >= 2}
     assert all(r.dataset == "voc07" and r.metric == "mAP" and math.isfinite(r.value) for r in rows)
-    assert (ctx.work_dir / "voc07_lowshot_map_vs_k.png").stat().st_size > 1000
+    assert not list(ctx.work_dir.glob("*.png"))  # the plot is drawn by reports from the rows
 
 
 def test_test_scores_dense_and_gathered_paths_agree() -> None:
