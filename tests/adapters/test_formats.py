@@ -472,6 +472,59 @@ def test_cli_passes_format_and_key(canonical: State, tmp_path: Path) -> None:
     assert_equal_backbone(load_checkpoint(out).state_dict, other(canonical))
 
 
+@pytest.mark.parametrize(("name", "build", "fmt"), LAYOUTS, ids=[c[0] for c in LAYOUTS])
+def test_run_all_accepts_the_layout(
+    canonical: State, tmp_path: Path, name: str, build: Builder, fmt: str
+) -> None:
+    """`run_all.py --ckpt` reads every layout (a missing dataset then makes the one benchmark a skip)."""
+    import json
+
+    import run_all
+
+    path = tmp_path / f"{name}.pth"
+    torch.save(build(canonical), path)
+    empty = tmp_path / "data"
+    empty.mkdir()
+    argv = [
+        "--ckpt",
+        str(path),
+        "--data-root",
+        str(empty),
+        "--work-dir",
+        str(tmp_path / "w"),
+        "--benchmarks",
+        "voc07_svm",
+    ]
+    assert run_all.main(argv) == 0
+    rows = [json.loads(line) for line in (tmp_path / "w" / "results.jsonl").read_text().splitlines()]
+    assert [(r["status"], r["checkpoint_sha256"]) for r in rows] == [("skipped", weights_sha256(canonical))]
+
+
+def test_run_all_passes_format_and_key(canonical: State, tmp_path: Path) -> None:
+    import run_all
+
+    path = tmp_path / "dino.pth"
+    torch.save(dino_full(canonical), path)
+    empty = tmp_path / "data"
+    empty.mkdir()
+    argv = [
+        "--ckpt",
+        str(path),
+        "--data-root",
+        str(empty),
+        "--work-dir",
+        str(tmp_path / "w"),
+        "--benchmarks",
+        "voc07_svm",
+        "--ckpt-format",
+        "dino",
+        "--ckpt-key",
+        "student",
+    ]
+    assert run_all.main(argv) == 0
+    assert weights_sha256(other(canonical)) in (tmp_path / "w" / "results.jsonl").read_text()
+
+
 def test_a_key_spelled_twice_is_refused_only_where_the_weights_need_it(
     canonical: State, tmp_path: Path
 ) -> None:
