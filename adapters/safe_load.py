@@ -88,6 +88,17 @@ def _numpy_globals() -> list[tuple[Any, str]]:
     return out
 
 
+def _getattr_stand_in(history_buffer: object) -> Any:
+    def history_buffer_method(obj: object, name: str) -> object:
+        """Stand-in for ``builtins.getattr``: only HistoryBuffer's four statistics methods."""
+        if obj is history_buffer and name in HISTORY_BUFFER_METHODS:
+            return getattr(history_buffer, name)
+        raise pickle.UnpicklingError(f"getattr({obj!r}, {name!r}) is not allowed (only HistoryBuffer "
+                                     f"methods {list(HISTORY_BUFFER_METHODS)})")
+
+    return history_buffer_method
+
+
 def mmengine_safe_globals() -> list[Any]:
     """The allowlist for mmengine Runner checkpoints, for `torch.serialization.safe_globals`.
 
@@ -95,14 +106,15 @@ def mmengine_safe_globals() -> list[Any]:
     """
     from mmengine.logging.history_buffer import HistoryBuffer
 
-    def history_buffer_method(obj: object, name: str) -> object:
-        """Stand-in for ``builtins.getattr``: only HistoryBuffer's four statistics methods."""
-        if obj is HistoryBuffer and name in HISTORY_BUFFER_METHODS:
-            return getattr(HistoryBuffer, name)
-        raise pickle.UnpicklingError(f"getattr({obj!r}, {name!r}) is not allowed (only HistoryBuffer "
-                                     f"methods {list(HISTORY_BUFFER_METHODS)})")
+    return [HistoryBuffer, (_getattr_stand_in(HistoryBuffer), "builtins.getattr"), *_numpy_globals()]
 
-    return [HistoryBuffer, (history_buffer_method, "builtins.getattr"), *_numpy_globals()]
+
+def _inert_mmengine_globals() -> list[Any]:
+    """Without mmengine: the same names, HistoryBuffer read as an inert stand-in (weights need no hub)."""
+    history_buffer = stand_in(HISTORY_BUFFER)
+    history_buffer.min = history_buffer.max = history_buffer.current = history_buffer.mean = None
+    return [(history_buffer, HISTORY_BUFFER), (_getattr_stand_in(history_buffer), "builtins.getattr"),
+            *_numpy_globals()]
 
 
 def _allowlist_names(entries: Sequence[Any]) -> set[str]:
@@ -201,7 +213,9 @@ def _mmengine_available() -> bool:
 
 def _plan(path: Path, needed: Sequence[str]) -> tuple[list[Any], tuple[str, ...], tuple[str, ...]]:
     """(safe_globals entries, allowlisted names, skipped names) for `needed`, or raise."""
-    mm = mmengine_safe_globals() if _mmengine_available() and HISTORY_BUFFER in needed else []
+    mm: list[Any] = []
+    if HISTORY_BUFFER in needed:
+        mm = mmengine_safe_globals() if _mmengine_available() else _inert_mmengine_globals()
     mm_names = _allowlist_names(mm)
     allowlisted = tuple(n for n in needed if n in mm_names)
     skipped = tuple(n for n in needed if n not in mm_names and n.startswith(METADATA_MODULES))

@@ -200,3 +200,20 @@ def test_unreadable_safetensors(tmp_path: Path) -> None:
     path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
     with pytest.raises(CheckpointError, match="not a readable safetensors file"):
         load_checkpoint(path)
+
+
+def test_without_mmengine_the_message_hub_is_read_inertly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import adapters.safe_load as safe_load
+
+    path = tmp_path / "epoch_2.pth"
+    torch.save(runner_checkpoint(True), path)
+    monkeypatch.setattr(safe_load, "_mmengine_available", lambda: False)
+    loaded = safe_load.read_checkpoint_file(path)
+    assert isinstance(loaded.obj, dict)
+    assert (
+        safe_load.skipped_global(loaded.obj["message_hub"]["log_scalars"]["train/loss"])
+        == safe_load.HISTORY_BUFFER
+    )
+    assert load_checkpoint(path).source_format == "mmselfsup"
