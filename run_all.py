@@ -24,7 +24,9 @@ from evaluators.suite.registry import UnknownBenchmarkError, resolve
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ckpt", type=Path, help="checkpoint: ours, torchvision, MMSelfSup 0.x/1.x or MoCo")
+    p.add_argument("--ckpt", type=Path, help="checkpoint in any format `python -m adapters` reads (README)")
+    p.add_argument("--ckpt-format", default=None, help="read --ckpt as this format instead of detecting it")
+    p.add_argument("--ckpt-key", default=None, help="network of a multi-network checkpoint (DINO: student)")
     p.add_argument("--data-root", type=Path, help="folder holding the datasets (see README)")
     p.add_argument("--benchmarks", default="all", help="comma-separated names, or 'all'")
     p.add_argument("--work-dir", type=Path, default=Path("work_dirs/run_all"))
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     from evaluators.suite.runner import SuiteSettings, format_summary, run_suite
 
     try:
-        backbone = load_checkpoint(ckpt)
+        backbone = load_checkpoint(ckpt, args.ckpt_format, args.ckpt_key)
     except (CheckpointError, FileNotFoundError) as err:
         print(f"error: cannot use checkpoint {ckpt}: {err}", file=sys.stderr)
         return 2
