@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from dcbench.results import ResultStore, git_sha
-from evaluators.suite import names
+from evaluators.suite import names as N
 from evaluators.suite.registry import UnknownBenchmarkError, resolve
 
 
@@ -67,7 +67,7 @@ def write_lowshot_plot(store: ResultStore, work_dir: Path, model: str) -> Path:
     from evaluators.suite.runner import benchmark_dir
     from reports.plots import LOWSHOT_LAYERS_PNG, lowshot_layers_plot
 
-    out = benchmark_dir(work_dir, names.VOC07_LOWSHOT) / LOWSHOT_LAYERS_PNG
+    out = benchmark_dir(work_dir, N.VOC07_LOWSHOT) / LOWSHOT_LAYERS_PNG
     return lowshot_layers_plot(store.read(), model, out)
 
 
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = run_suite(names, backbone, settings, store)
     print(format_summary(outcomes))
     print(f"results: {store.path}")
-    if any(o.benchmark == names.VOC07_LOWSHOT and o.status == "ok" for o in outcomes):
+    if any(o.benchmark == N.VOC07_LOWSHOT and o.status == "ok" for o in outcomes):
         print(f"low-shot plot: {write_lowshot_plot(store, args.work_dir, settings.model)}")
     if args.readme is not None:
         from reports.render import render_readme
