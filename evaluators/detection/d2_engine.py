@@ -25,7 +25,7 @@ from typing import Any, Literal
 from dcbench.backbone import Backbone
 from dcbench.context import RunContext
 from dcbench.fileio import atomic_write_text
-from evaluators.detection.configs import COCODetConfig, VOCDetConfig
+from evaluators.detection.d2_configs import D2COCOProtocol, D2VOCProtocol
 
 EXTRA_NORM_HEAD = "Res5ROIHeadsExtraNorm"
 RESULTS_FILE = "d2_results.json"
@@ -52,7 +52,7 @@ class D2Job:
     num_gpus: int
 
 
-def _model_dict(config: VOCDetConfig | COCODetConfig, num_classes: int, weights: str, device: str) -> dict:
+def _model_dict(config: D2VOCProtocol | D2COCOProtocol, num_classes: int, weights: str, device: str) -> dict:
     m, rpn, roi, inputs = config.model, config.model.rpn, config.model.roi, config.inputs
     fpn = m.arch == "FPN"
     roi_name = "StandardROIHeads" if fpn else (EXTRA_NORM_HEAD if m.res5_extra_norm else "Res5ROIHeads")
@@ -91,7 +91,7 @@ def _model_dict(config: VOCDetConfig | COCODetConfig, num_classes: int, weights:
     return model
 
 
-def build_cfg_dict(config: VOCDetConfig | COCODetConfig, *, num_classes: int, train_names: Sequence[str],
+def build_cfg_dict(config: D2VOCProtocol | D2COCOProtocol, *, num_classes: int, train_names: Sequence[str],
                    test_names: Sequence[str], weights: str, output_dir: str, device: str, seed: int,
                    num_workers: int) -> dict[str, Any]:
     """The detectron2 config we set, as a nested {KEY: value} dict (merged into get_cfg())."""
@@ -170,7 +170,8 @@ def _run_job(job: D2Job) -> dict[str, Any]:
     return json.loads(results.read_text(encoding="utf-8"))
 
 
-def _job(config: VOCDetConfig | COCODetConfig, train: Sequence[D2Dataset], test: D2Dataset, num_classes: int,
+def _job(config: D2VOCProtocol | D2COCOProtocol, train: Sequence[D2Dataset], test: D2Dataset,
+         num_classes: int,
          backbone: Backbone, ctx: RunContext, trial: int, trial_dir: Path) -> D2Job:
     gpus = ctx.num_gpus if ctx.device.type == "cuda" else 1
     datasets = tuple({d.name: d for d in (*train, test)}.values())
@@ -182,7 +183,7 @@ def _job(config: VOCDetConfig | COCODetConfig, train: Sequence[D2Dataset], test:
                  num_gpus=max(gpus, 1))
 
 
-def run_voc_trial(backbone: Backbone, splits: Any, config: VOCDetConfig, ctx: RunContext, trial: int,
+def run_voc_trial(backbone: Backbone, splits: Any, config: D2VOCProtocol, ctx: RunContext, trial: int,
                   trial_dir: Path) -> dict[str, float]:
     """One VOC trial; `splits` is voc0712.VOCSplits."""
     def spec(folder: Path, split: str, year: int) -> D2Dataset:
@@ -193,7 +194,7 @@ def run_voc_trial(backbone: Backbone, splits: Any, config: VOCDetConfig, ctx: Ru
     return parse_d2_results(_run_job(job), "voc")
 
 
-def run_coco_trial(backbone: Backbone, splits: Any, config: COCODetConfig, ctx: RunContext, trial: int,
+def run_coco_trial(backbone: Backbone, splits: Any, config: D2COCOProtocol, ctx: RunContext, trial: int,
                    trial_dir: Path, num_classes: int) -> dict[str, float]:
     """One COCO trial; `splits` is (train, test) coco.COCOSplit."""
     train, test = splits

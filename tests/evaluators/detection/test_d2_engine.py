@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from dcbench.config import replace
 from dcbench.context import RunContext
 from evaluators.detection import coco, voc0712
 from evaluators.detection.d2_engine import build_cfg_dict, parse_d2_results, plain
@@ -114,7 +113,7 @@ def _cfg(config, **kw) -> dict:
 
 
 def test_voc_cfg_is_mocos_pascal_voc_r50_c4_24k() -> None:
-    flat = _flat(_cfg(voc0712.Config()))
+    flat = _flat(_cfg(voc0712.Config().detectron2))
     assert flat["MODEL.ROI_HEADS.NAME"] == "Res5ROIHeadsExtraNorm"
     assert flat["MODEL.RESNETS.NORM"] == "SyncBN" and flat["MODEL.BACKBONE.FREEZE_AT"] == 0
     assert flat["MODEL.RESNETS.STRIDE_IN_1X1"] is False and flat["MODEL.MASK_ON"] is False
@@ -141,7 +140,7 @@ def test_voc_cfg_is_mocos_pascal_voc_r50_c4_24k() -> None:
 
 
 def test_coco_cfg_is_mask_rcnn_r50_fpn_1x_with_syncbn() -> None:
-    flat = _flat(_cfg(coco.Config(), num_classes=80))
+    flat = _flat(_cfg(coco.Config().detectron2, num_classes=80))
     assert flat["MODEL.BACKBONE.NAME"] == "build_resnet_fpn_backbone" and flat["MODEL.MASK_ON"] is True
     assert flat["MODEL.RESNETS.NORM"] == "SyncBN" and flat["MODEL.FPN.NORM"] == "SyncBN"
     assert flat["MODEL.ROI_HEADS.NAME"] == "StandardROIHeads" and flat["MODEL.ROI_HEADS.NUM_CLASSES"] == 80
@@ -153,7 +152,8 @@ def test_coco_cfg_is_mask_rcnn_r50_fpn_1x_with_syncbn() -> None:
     assert flat["MODEL.PIXEL_MEAN"] == [123.675, 116.28, 103.53] and flat["INPUT.FORMAT"] == "RGB"
 
 
-@pytest.mark.parametrize("config", [voc0712.Config(), coco.Config(), voc0712.TINY, coco.TINY])
+@pytest.mark.parametrize("config", [voc0712.Config().detectron2, coco.Config().detectron2,
+                                    voc0712.TINY.detectron2, coco.TINY.detectron2])
 def test_cfg_values_have_detectron2s_types(config) -> None:
     flat = _flat(_cfg(config))
     assert set(flat) <= set(D2_DEFAULT_TYPES), sorted(set(flat) - set(D2_DEFAULT_TYPES))
@@ -198,7 +198,7 @@ def test_cfg_merges_into_detectron2s_defaults() -> None:
     from evaluators.detection.d2_engine import D2Job
     from evaluators.detection.d2_worker import build_cfg
 
-    for config in (voc0712.Config(), coco.Config()):
+    for config in (voc0712.Config().detectron2, coco.Config().detectron2):
         cfg = build_cfg(D2Job(cfg=_cfg(config), datasets=(), results_path="/r.json", num_gpus=1))
         for key, value in _flat(_cfg(config)).items():
             node = cfg
@@ -217,7 +217,8 @@ def test_detectron2_builds_the_extra_norm_c4_model_and_registers_our_data(det_da
 
     register_extra_norm_head()
     register_extra_norm_head()  # idempotent
-    cfg = build_cfg(D2Job(cfg=_cfg(voc0712.TINY, device="cpu"), datasets=(), results_path="/r", num_gpus=1))
+    job = D2Job(cfg=_cfg(voc0712.TINY.detectron2, device="cpu"), datasets=(), results_path="/r", num_gpus=1)
+    cfg = build_cfg(job)
     model = build_model(cfg)
     assert type(model.roi_heads).__name__ == "Res5ROIHeadsExtraNorm"
     assert isinstance(model.roi_heads.res5.norm, torch.nn.Module)
@@ -237,8 +238,9 @@ def test_detectron2_engine_runs_the_tiny_protocol(det_data_root, backbone, tmp_p
         seed=0,
         progress=False,
         num_workers=1,
+        det_engine="detectron2",
     )
-    rows = voc0712.run(backbone, det_data_root, replace(voc0712.TINY, engine="detectron2"), ctx)
+    rows = voc0712.run(backbone, det_data_root, voc0712.TINY, ctx)
     assert {r.engine for r in rows} == {"detectron2"} and len(rows) == 6
-    rows = coco.run(backbone, det_data_root, replace(coco.TINY, engine="detectron2"), ctx)
+    rows = coco.run(backbone, det_data_root, coco.TINY, ctx)
     assert {r.engine for r in rows} == {"detectron2"} and len(rows) == 12
