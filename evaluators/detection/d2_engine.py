@@ -7,6 +7,8 @@ under detectron2's `launch` with `ctx.num_gpus` processes, and MoCo's Res5ROIHea
 of the C4 box head followed by one more norm layer). Weights: adapters.detectron2's `.pkl`
 (MoCo's converter layout, loaded with detectron2's matching heuristics).
 
+The job sent to the launched processes (`D2Job`, `D2Dataset`) lives in the leaf module d2_job,
+which d2_worker imports instead of this module.
 Everything that does not need detectron2 (the config as a nested dict of KEY: value, dataset
 records, result parsing) is plain Python here and in records.py, so it is tested without it;
 detectron2 is imported only inside the functions that run it.
@@ -14,42 +16,20 @@ detectron2 is imported only inside the functions that run it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from dcbench.backbone import Backbone
 from dcbench.context import RunContext
-from dcbench.fileio import atomic_write_text
 from evaluators.detection.d2_configs import D2COCOProtocol, D2VOCProtocol
+from evaluators.detection.d2_job import EXTRA_NORM_HEAD, D2Dataset, D2Job
 
-EXTRA_NORM_HEAD = "Res5ROIHeadsExtraNorm"
 RESULTS_FILE = "d2_results.json"
 WEIGHTS_FILE = "backbone_detectron2.pkl"
 FPN_FEATURES = ["res2", "res3", "res4", "res5"]
-
-
-@dataclass(frozen=True)
-class D2Dataset:
-    """A dataset to register in detectron2's catalogs (picklable: sent to launched workers)."""
-
-    name: str
-    kind: Literal["voc", "coco"]
-    root: str  # VOC<year> folder, or the COCO image folder
-    split: str  # VOC split, or the COCO instances json
-    year: int
-
-
-@dataclass(frozen=True)
-class D2Job:
-    cfg: dict[str, Any]
-    datasets: tuple[D2Dataset, ...]
-    results_path: str
-    num_gpus: int
 
 
 def _model_dict(config: D2VOCProtocol | D2COCOProtocol, num_classes: int, weights: str, device: str) -> dict:
@@ -133,17 +113,6 @@ def parse_d2_results(results: Mapping[str, Any], kind: Literal["voc", "coco"]) -
     return out
 
 
-def plain(value: Any) -> Any:
-    """JSON-ready copy of an evaluator output (OrderedDicts, numpy scalars)."""
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if hasattr(value, "item"):
-        return value.item()
-    return value
-
-
 def _worker_count(ctx: RunContext) -> int:
     return ctx.num_workers if ctx.num_workers > 0 else 4  # detectron2's DATALOADER.NUM_WORKERS default
 
@@ -206,12 +175,3 @@ def run_coco_trial(backbone: Backbone, splits: Any, config: D2COCOProtocol, ctx:
     job = _job(config, [spec(config.train_split, train)], spec(config.test_split, test), num_classes,
                backbone, ctx, trial, trial_dir)
     return parse_d2_results(_run_job(job), "coco")
-
-
-def setup_args(num_gpus: int) -> argparse.Namespace:
-    """The argument namespace detectron2's default_setup logs (we have no command line of our own)."""
-    return argparse.Namespace(config_file="", eval_only=False, resume=True, num_gpus=num_gpus, opts=[])
-
-
-def write_results(path: str, results: Mapping[str, Any]) -> None:
-    atomic_write_text(path, json.dumps(plain(results), indent=1, sort_keys=True) + "\n")

@@ -23,7 +23,7 @@ from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, Res5ROIHeads
 from detectron2.structures import BoxMode
 from detectron2.utils import comm
 
-from evaluators.detection.d2_engine import EXTRA_NORM_HEAD, D2Dataset, D2Job, setup_args, write_results
+from evaluators.detection.d2_job import EXTRA_NORM_HEAD, D2Dataset, D2Job, setup_args, write_results
 from evaluators.detection.records import Record, coco_records, voc_metadata, voc_records
 
 

@@ -10,7 +10,7 @@ import torch
 
 from dcbench.context import RunContext
 from evaluators.detection import coco, voc0712
-from evaluators.detection.d2_engine import build_cfg_dict, parse_d2_results, plain
+from evaluators.detection.d2_engine import build_cfg_dict, parse_d2_results
 
 DATA = Path(__file__).parent / "data"
 # Types of detectron2's defaults (detectron2/config/defaults.py) for the keys we set: yacs refuses
@@ -181,21 +181,12 @@ def test_parse_rejects_missing_and_nan() -> None:
         parse_d2_results({"bbox": {"AP": float("nan"), "AP50": 2.0, "AP75": 3.0}}, "voc")
 
 
-def test_plain_makes_evaluator_output_json_ready() -> None:
-    from collections import OrderedDict
-
-    import numpy as np
-
-    got = plain(OrderedDict(bbox={"AP": np.float64(1.5), "AP50": np.float32(2.0)}))
-    assert got == {"bbox": {"AP": 1.5, "AP50": 2.0}} and json.dumps(got)
-
-
 # ---- with detectron2 installed -------------------------------------------------------------------
 
 
 def test_cfg_merges_into_detectron2s_defaults() -> None:
     pytest.importorskip("detectron2")
-    from evaluators.detection.d2_engine import D2Job
+    from evaluators.detection.d2_job import D2Job
     from evaluators.detection.d2_worker import build_cfg
 
     for config in (voc0712.Config().detectron2, coco.Config().detectron2):
@@ -212,7 +203,7 @@ def test_detectron2_builds_the_extra_norm_c4_model_and_registers_our_data(det_da
     from detectron2.data import DatasetCatalog, MetadataCatalog
     from detectron2.modeling import build_model
 
-    from evaluators.detection.d2_engine import D2Dataset, D2Job
+    from evaluators.detection.d2_job import D2Dataset, D2Job
     from evaluators.detection.d2_worker import build_cfg, register_dataset, register_extra_norm_head
 
     register_extra_norm_head()
