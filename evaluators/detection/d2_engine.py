@@ -5,7 +5,8 @@ DefaultTrainer whose evaluator is PascalVOCDetectionEvaluator (VOC) or COCOEvalu
 `resume_or_load` + `train()` (PreciseBN and the final evaluation are DefaultTrainer's hooks), all
 under detectron2's `launch` with `ctx.num_gpus` processes, and MoCo's Res5ROIHeadsExtraNorm (res5
 of the C4 box head followed by one more norm layer). Weights: adapters.detectron2's `.pkl`
-(MoCo's converter layout, loaded with detectron2's matching heuristics).
+(MoCo's converter layout, loaded with detectron2's matching heuristics, then checked tensor by
+tensor in the worker). A Sobel backbone runs on our registered Sobel-stem backbones (d2_modules).
 
 The job sent to the launched processes (`D2Job`, `D2Dataset`) lives in the leaf module d2_job,
 which d2_worker imports instead of this module.
@@ -25,22 +26,36 @@ from typing import Any, Literal
 from dcbench.backbone import Backbone
 from dcbench.context import RunContext
 from evaluators.detection.d2_configs import D2COCOProtocol, D2VOCProtocol
-from evaluators.detection.d2_job import EXTRA_NORM_HEAD, D2Dataset, D2Job
+from evaluators.detection.d2_job import (
+    C4_MODEL,
+    EXTRA_NORM_HEAD,
+    FPN_MODEL,
+    SOBEL_C4_BACKBONE,
+    SOBEL_FPN_BACKBONE,
+    D2Dataset,
+    D2Job,
+)
 
 RESULTS_FILE = "d2_results.json"
 WEIGHTS_FILE = "backbone_detectron2.pkl"
 FPN_FEATURES = ["res2", "res3", "res4", "res5"]
 
 
-def _model_dict(config: D2VOCProtocol | D2COCOProtocol, num_classes: int, weights: str, device: str) -> dict:
+def _backbone_name(fpn: bool, sobel: bool) -> str:
+    if sobel:  # ours, registered by d2_modules: detectron2's backbone with the Sobel stem
+        return SOBEL_FPN_BACKBONE if fpn else SOBEL_C4_BACKBONE
+    return "build_resnet_fpn_backbone" if fpn else "build_resnet_backbone"
+
+
+def _model_dict(config: D2VOCProtocol | D2COCOProtocol, num_classes: int, weights: str, device: str,
+                sobel: bool) -> dict:
     m, rpn, roi, inputs = config.model, config.model.rpn, config.model.roi, config.inputs
     fpn = m.arch == "FPN"
     roi_name = "StandardROIHeads" if fpn else (EXTRA_NORM_HEAD if m.res5_extra_norm else "Res5ROIHeads")
     model: dict[str, Any] = {
         "META_ARCHITECTURE": "GeneralizedRCNN", "DEVICE": device, "WEIGHTS": weights, "MASK_ON": m.mask_on,
         "PIXEL_MEAN": list(inputs.pixel_mean), "PIXEL_STD": list(inputs.pixel_std),
-        "BACKBONE": {"NAME": "build_resnet_fpn_backbone" if fpn else "build_resnet_backbone",
-                     "FREEZE_AT": m.freeze_at},
+        "BACKBONE": {"NAME": _backbone_name(fpn, sobel), "FREEZE_AT": m.freeze_at},
         "RESNETS": {"DEPTH": 50, "NORM": m.norm, "STRIDE_IN_1X1": m.stride_in_1x1,
                     "OUT_FEATURES": list(FPN_FEATURES) if fpn else ["res4"]},
         "ANCHOR_GENERATOR": {"SIZES": [list(s) for s in rpn.anchor_sizes],
@@ -73,11 +88,14 @@ def _model_dict(config: D2VOCProtocol | D2COCOProtocol, num_classes: int, weight
 
 def build_cfg_dict(config: D2VOCProtocol | D2COCOProtocol, *, num_classes: int, train_names: Sequence[str],
                    test_names: Sequence[str], weights: str, output_dir: str, device: str, seed: int,
-                   num_workers: int) -> dict[str, Any]:
-    """The detectron2 config we set, as a nested {KEY: value} dict (merged into get_cfg())."""
+                   num_workers: int, sobel: bool = False) -> dict[str, Any]:
+    """The detectron2 config we set, as a nested {KEY: value} dict (merged into get_cfg()).
+
+    `sobel`: the backbone is ours with DeepCluster's Sobel stem (d2_modules).
+    """
     s, inputs = config.solver, config.inputs
     return {
-        "MODEL": _model_dict(config, num_classes, weights, device),
+        "MODEL": _model_dict(config, num_classes, weights, device, sobel),
         "INPUT": {"FORMAT": inputs.format, "MIN_SIZE_TRAIN": tuple(inputs.min_size_train),
                   "MAX_SIZE_TRAIN": inputs.max_size_train, "MIN_SIZE_TEST": inputs.min_size_test,
                   "MAX_SIZE_TEST": inputs.max_size_test, "RANDOM_FLIP": inputs.random_flip},
@@ -122,7 +140,7 @@ def _weights(backbone: Backbone, trial_dir: Path) -> str:
 
     path = trial_dir.parent / WEIGHTS_FILE
     if not path.exists():
-        write_detectron2_pkl(backbone, path)
+        write_detectron2_pkl(backbone, path, allow_sobel=True)  # our Sobel backbones take the 2-channel stem
     return str(path)
 
 
@@ -140,16 +158,15 @@ def _run_job(job: D2Job) -> dict[str, Any]:
 
 
 def _job(config: D2VOCProtocol | D2COCOProtocol, train: Sequence[D2Dataset], test: D2Dataset,
-         num_classes: int,
-         backbone: Backbone, ctx: RunContext, trial: int, trial_dir: Path) -> D2Job:
+         num_classes: int, backbone: Backbone, ctx: RunContext, trial: int, trial_dir: Path) -> D2Job:
     gpus = ctx.num_gpus if ctx.device.type == "cuda" else 1
     datasets = tuple({d.name: d for d in (*train, test)}.values())
     cfg = build_cfg_dict(config, num_classes=num_classes, train_names=[d.name for d in train],
                          test_names=[test.name], weights=_weights(backbone, trial_dir),
                          output_dir=str(trial_dir), device=ctx.device.type, seed=ctx.seed + trial,
-                         num_workers=_worker_count(ctx))
+                         num_workers=_worker_count(ctx), sobel=backbone.sobel)
     return D2Job(cfg=cfg, datasets=datasets, results_path=str(trial_dir / RESULTS_FILE),
-                 num_gpus=max(gpus, 1))
+                 num_gpus=max(gpus, 1), model_name=FPN_MODEL if config.model.arch == "FPN" else C4_MODEL)
 
 
 def run_voc_trial(backbone: Backbone, splits: Any, config: D2VOCProtocol, ctx: RunContext, trial: int,

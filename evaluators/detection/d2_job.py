@@ -15,7 +15,11 @@ from typing import Any, Literal
 
 from dcbench.fileio import atomic_write_text
 
-EXTRA_NORM_HEAD = "Res5ROIHeadsExtraNorm"  # MoCo's C4 box head (registered by d2_worker)
+EXTRA_NORM_HEAD = "Res5ROIHeadsExtraNorm"  # MoCo's C4 box head (registered by d2_modules)
+SOBEL_C4_BACKBONE = "build_sobel_resnet_backbone"  # ours, registered by d2_modules
+SOBEL_FPN_BACKBONE = "build_sobel_resnet_fpn_backbone"
+C4_MODEL = "faster_rcnn_R_50_C4"  # adapters.detectron2 MODEL_PREFIXES / MODEL_BACKBONE keys
+FPN_MODEL = "mask_rcnn_R_50_FPN"
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class D2Job:
     datasets: tuple[D2Dataset, ...]
     results_path: str
     num_gpus: int
+    model_name: str = C4_MODEL  # which detectron2 model the weights are checked against after loading
 
 
 def plain(value: Any) -> Any:

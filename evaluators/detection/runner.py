@@ -35,10 +35,6 @@ D2_INSTALL_HINT = (
     "(or git clone https://github.com/facebookresearch/detectron2 && pip install -e detectron2; "
     "it builds against the installed torch, see detectron2's INSTALL.md)."
 )
-SOBEL_D2_NOTE = (
-    "this backbone takes DeepCluster's Sobel input, which the detectron2 export refuses; "
-    "running the page's mmdetection protocol instead (its Sobel ResNet keeps the filter in front of conv1)."
-)
 TrialFn = Callable[[int, Path], Mapping[str, float]]
 
 
@@ -46,11 +42,10 @@ def detectron2_available() -> bool:
     return importlib.util.find_spec("detectron2") is not None
 
 
-def resolve_engine(requested: str, sobel: bool, d2_available: bool | None = None,
-                   d2_sobel: bool = False) -> str:
+def resolve_engine(requested: str, d2_available: bool | None = None) -> str:
     """'mmdet' or 'detectron2' for a run's `det_engine` ('auto': detectron2 where importable).
 
-    `d2_sobel`: whether the detectron2 path can take a Sobel backbone.
+    Both engines take Sobel backbones (each registers a backbone with the fixed filter in front).
     """
     if requested not in ENGINES:
         raise ValueError(f"unknown detection engine {requested!r}; use one of {', '.join(ENGINES)}")
@@ -61,12 +56,7 @@ def resolve_engine(requested: str, sobel: bool, d2_available: bool | None = None
         if not have_d2:
             raise ModuleNotFoundError("--det-engine detectron2 was asked for but " + D2_INSTALL_HINT)
         return DETECTRON2
-    if not have_d2:
-        return MMDET
-    if sobel and not d2_sobel:
-        LOG.warning(SOBEL_D2_NOTE)
-        return MMDET
-    return DETECTRON2
+    return DETECTRON2 if have_d2 else MMDET
 
 
 def run_dir(ctx: RunContext, engine: str, config: object, backbone: Backbone) -> Path:

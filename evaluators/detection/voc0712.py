@@ -84,7 +84,7 @@ def run(backbone: Backbone, data_root: Path, config: Config, ctx: RunContext) ->
     """Train and test the chosen engine's `trials` times; rows per trial and their mean."""
     splits = voc_splits(data_root, config.detectron2)
     check_layout(splits)
-    engine = runner.resolve_engine(ctx.det_engine, backbone.sobel)
+    engine = runner.resolve_engine(ctx.det_engine)
     base = runner.run_dir(ctx, engine, config, backbone)
     if engine == runner.DETECTRON2:
         from evaluators.detection import d2_engine

@@ -181,6 +181,15 @@ def test_parse_rejects_missing_and_nan() -> None:
         parse_d2_results({"bbox": {"AP": float("nan"), "AP50": 2.0, "AP75": 3.0}}, "voc")
 
 
+def test_sobel_backbones_run_on_our_registered_sobel_stem_backbones() -> None:
+    for config, name in ((voc0712.Config().detectron2, "build_sobel_resnet_backbone"),
+                         (coco.Config().detectron2, "build_sobel_resnet_fpn_backbone")):
+        plain, sobel = (_flat(_cfg(config, sobel=s)) for s in (False, True))
+        assert sobel.pop("MODEL.BACKBONE.NAME") == name
+        assert plain.pop("MODEL.BACKBONE.NAME") in ("build_resnet_backbone", "build_resnet_fpn_backbone")
+        assert sobel == plain
+
+
 # ---- with detectron2 installed -------------------------------------------------------------------
 
 
@@ -204,10 +213,11 @@ def test_detectron2_builds_the_extra_norm_c4_model_and_registers_our_data(det_da
     from detectron2.modeling import build_model
 
     from evaluators.detection.d2_job import D2Dataset, D2Job
-    from evaluators.detection.d2_worker import build_cfg, register_dataset, register_extra_norm_head
+    from evaluators.detection.d2_modules import register
+    from evaluators.detection.d2_worker import build_cfg, register_dataset
 
-    register_extra_norm_head()
-    register_extra_norm_head()  # idempotent
+    register()
+    register()  # idempotent
     job = D2Job(cfg=_cfg(voc0712.TINY.detectron2, device="cpu"), datasets=(), results_path="/r", num_gpus=1)
     cfg = build_cfg(job)
     model = build_model(cfg)
@@ -235,3 +245,37 @@ def test_detectron2_engine_runs_the_tiny_protocol(det_data_root, backbone, tmp_p
     assert {r.engine for r in rows} == {"detectron2"} and len(rows) == 6
     rows = coco.run(backbone, det_data_root, coco.TINY, ctx)
     assert {r.engine for r in rows} == {"detectron2"} and len(rows) == 12
+
+
+@pytest.mark.parametrize("model_name", ["faster_rcnn_R_50_C4", "mask_rcnn_R_50_FPN"])
+def test_detectron2_sobel_backbone_builds_loads_strictly_and_filters(tmp_path, model_name) -> None:
+    pytest.importorskip("detectron2")
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.modeling import build_model
+
+    from adapters.detectron2 import check_detectron2_load, read_detectron2_pkl, write_detectron2_pkl
+    from dcbench.backbone import Backbone, Sobel, build_resnet50
+    from evaluators.detection.d2_job import D2Job
+    from evaluators.detection.d2_modules import register
+    from evaluators.detection.d2_worker import build_cfg
+
+    register()
+    torch.manual_seed(2)
+    sobel = Backbone(state_dict=build_resnet50(sobel=True).state_dict(), sobel=True, sha256="5" * 64,
+                     source_format="test")
+    weights = tmp_path / "w.pkl"
+    write_detectron2_pkl(sobel, weights, allow_sobel=True)
+    config = (voc0712.TINY if model_name.startswith("faster") else coco.TINY).detectron2
+    cfg = build_cfg(D2Job(cfg=_cfg(config, device="cpu", sobel=True, weights=str(weights)), datasets=(),
+                          results_path="/r", num_gpus=1, model_name=model_name))
+    model = build_model(cfg)
+    DetectionCheckpointer(model).load(str(weights))
+    exported = read_detectron2_pkl(weights)["model"]
+    assert check_detectron2_load(model.state_dict(), exported, model_name) == 318
+    resnet = model.backbone if model_name.startswith("faster") else model.backbone.bottom_up
+    assert tuple(resnet.stem.conv1.weight.shape) == (64, 2, 7, 7)
+    assert not [k for k in model.state_dict() if "sobel" in k]  # the fixed filter holds no state
+    image = torch.rand(1, 3, 32, 32)
+    resnet.eval()
+    torch.testing.assert_close(resnet.stem(image), type(resnet.stem).__mro__[1].forward(resnet.stem,
+                                                                                          Sobel()(image)))

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import math
 
 import pytest
@@ -10,24 +9,17 @@ from evaluators.detection import runner
 
 
 def test_auto_takes_detectron2_where_importable_else_mmdet() -> None:
-    assert runner.resolve_engine("auto", sobel=False, d2_available=True) == "detectron2"
-    assert runner.resolve_engine("auto", sobel=False, d2_available=False) == "mmdet"
-    assert runner.resolve_engine("mmdet", sobel=False, d2_available=True) == "mmdet"
-    assert runner.resolve_engine("detectron2", sobel=False, d2_available=True) == "detectron2"
+    assert runner.resolve_engine("auto", d2_available=True) == "detectron2"
+    assert runner.resolve_engine("auto", d2_available=False) == "mmdet"
+    assert runner.resolve_engine("mmdet", d2_available=True) == "mmdet"
+    assert runner.resolve_engine("detectron2", d2_available=True) == "detectron2"
 
 
 def test_explicit_detectron2_without_it_says_how_to_install() -> None:
     with pytest.raises(ModuleNotFoundError, match="--det-engine detectron2.*pip install 'git\\+"):
-        runner.resolve_engine("detectron2", sobel=False, d2_available=False)
+        runner.resolve_engine("detectron2", d2_available=False)
     with pytest.raises(ValueError, match="unknown detection engine 'torchvision'"):
-        runner.resolve_engine("torchvision", sobel=False, d2_available=True)
-
-
-def test_sobel_backbones_take_mmdet_unless_detectron2_can_hold_them(caplog) -> None:
-    with caplog.at_level(logging.WARNING):
-        assert runner.resolve_engine("auto", sobel=True, d2_available=True) == "mmdet"
-    assert "Sobel" in caplog.text
-    assert runner.resolve_engine("auto", sobel=True, d2_available=True, d2_sobel=True) == "detectron2"
+        runner.resolve_engine("torchvision", d2_available=True)
 
 
 def test_rows_per_trial_and_mean() -> None:
