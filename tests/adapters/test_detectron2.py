@@ -190,3 +190,15 @@ def test_place_under_rejects_unknown_names() -> None:
         place_under(["stem.conv1.weight"], "retinanet_R_50_FPN")
     with pytest.raises(KeyError, match="not a detectron2 ResNet key"):
         place_under(["fc.weight"], "mask_rcnn_R_50_FPN")
+
+
+@pytest.mark.parametrize("model", sorted(BACKBONE_KEYS))
+def test_strict_check_selects_exactly_the_backbone_of_detectron2s_real_models(
+    reference: dict[str, dict[str, list[int]]], backbone: Backbone, model: str
+) -> None:
+    exported = to_detectron2(backbone)
+    selected = {k for k in reference[model] if MODEL_BACKBONE[model].match(k)}
+    assert selected == set(place_under(exported, model).values())
+    state = {k: torch.zeros(v) for k, v in reference[model].items()}  # every tensor of the real model
+    state.update({name: torch.as_tensor(exported[key]) for key, name in place_under(exported, model).items()})
+    assert check_detectron2_load(state, exported, model) == 318
