@@ -23,6 +23,8 @@ from evaluators.svm.reference import LOWSHOT_K_VALUES as LOWSHOT_KS
 DASH = "–"  # en dash: no result
 NO_CONFIG = "-"
 TORCHVISION_MARK = "†"
+DETECTRON2_MARK = "‡"
+ENGINE_MARKS = {"torchvision": TORCHVISION_MARK, "detectron2": DETECTRON2_MARK}  # mmdet (the page's): none
 LOWSHOT_COLUMNS = tuple(f"k={k}" for k in LOWSHOT_KS)
 LINEAR_COLUMNS = ("Model", "Config", "Feature1", "Feature2", "Feature3", "Feature4", "Feature5", "AvgPool")
 SEMISUP_FRACTIONS = ((N.SEMISUP_1PCT, "1%"), (N.SEMISUP_10PCT, "10%"))
@@ -31,9 +33,14 @@ COCO_METRICS = (
     ("mAP(Mask)", "segm_AP"), ("AP50(Mask)", "segm_AP50"), ("AP75(Mask)", "segm_AP75"),
 )
 TORCHVISION_FOOTNOTE = (
-    f"{TORCHVISION_MARK} Measured with the embedded torchvision detection engine (engine `torchvision`), "
-    "not with detectron2: not comparable with detectron2 numbers such as the reference's."
+    f"{TORCHVISION_MARK} Measured with the retired embedded torchvision detection engine (engine "
+    "`torchvision`): not comparable with mmdetection or detectron2 numbers such as the reference's."
 )
+DETECTRON2_FOOTNOTE = (
+    f"{DETECTRON2_MARK} Measured with detectron2 and MoCo's protocol (engine `detectron2`), not with the "
+    "page's mmdetection configs: compare with MoCo / detectron2 numbers; unmarked values are mmdetection's."
+)
+ENGINE_FOOTNOTES = {TORCHVISION_MARK: TORCHVISION_FOOTNOTE, DETECTRON2_MARK: DETECTRON2_FOOTNOTE}
 LOWSHOT_NOTE = (
     "**k=1 … k=96**: VOC07 low-shot SVM mAP (mean over the independent samples: 5 in the protocol, "
     "2 in the `tiny` config) with k positive images per class, the best over Feature1 … Feature5 for each k"
@@ -61,12 +68,12 @@ def current_rows(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def fmt(value: object, engine: object = None, mark_engine: bool = False) -> str:
-    """Two decimals, `–` for no value, `†` after values from the torchvision engine."""
+    """Two decimals, `–` for no value; with `mark_engine`, a mark after values not from mmdetection."""
     if value is None or pd.isna(value):
         return DASH
     text = f"{float(value):.2f}"
-    if mark_engine and engine == "torchvision":
-        text += TORCHVISION_MARK
+    if mark_engine and isinstance(engine, str):
+        text += ENGINE_MARKS.get(engine, "")
     return text
 
 
@@ -236,10 +243,11 @@ def _detection_table(rows: pd.DataFrame, table_id: str, benchmark: str,
         shown = detection_rows(sub[sub["model"] == model])
         cells = [_cell(shown, mark_engine=True, metric=metric) for _, metric in metrics]
         records.append([_md(model), _config(rows, model), *cells])
-    marked = any(TORCHVISION_MARK in cell for record in records for cell in record[2:])
+    footnotes = tuple(note for mark, note in ENGINE_FOOTNOTES.items()
+                      if any(mark in cell for record in records for cell in record[2:]))
     notes = ("Mean over the fine-tuning trials (`mean` row) when several were run.",)
     columns = ("Model", "Config", *(header for header, _ in metrics))
-    return _table(table_id, columns, records, notes, (TORCHVISION_FOOTNOTE,) if marked else ())
+    return _table(table_id, columns, records, notes, footnotes)
 
 
 def det_voc0712_table(rows: pd.DataFrame) -> Table:
