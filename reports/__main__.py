@@ -1,12 +1,15 @@
 """python -m reports [--results results/results.jsonl] [--readme README.md] [--check | --init] [--plot PNG]
 
 Renders every table of the reference model-zoo page from the results store into the marked
-blocks of the README. Exit status: 0 done / up to date, 1 README stale (--check), 2 bad input.
+blocks of the README. Exit status: 0 done / up to date, 1 README stale (--check), 2 bad input
+(missing store or README, malformed markers), each with one line on stderr. Lines of the store
+that are not whole rows (a torn write) are reported on stderr and ignored.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -49,6 +52,18 @@ def _plot(results: Path, out_png: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    log = logging.getLogger("deepcluster_bench")
+    handler = logging.StreamHandler(sys.stderr)  # e.g. torn store lines: one warning line each
+    handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    log.addHandler(handler)
+    try:
+        return _main(args)
+    finally:
+        log.removeHandler(handler)
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         results = _results_path(args)
         if args.check:
