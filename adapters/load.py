@@ -27,9 +27,13 @@ grayscale + Sobel filter that `dcbench.backbone.Sobel` applies in front of a Sob
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
+import pickletools
 import re
+import warnings
+import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,18 +197,64 @@ def read_checkpoint_file(path: Path) -> object:
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes), not a checkpoint")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL (\S+)", str(exc))
-        if found:
+        name = found.group(1) if found else next(iter(refused_globals(path)), None)
+        if name:
             raise CheckpointError(
-                f"{path} pickles a Python object ({found.group(1)}) that torch.load(weights_only=True) "
+                f"{path} pickles a Python object ({name}) that torch.load(weights_only=True) "
                 "refuses; checkpoints must hold only tensors, numbers, strings, lists and dicts, and this "
                 "loader never uses weights_only=False"
             ) from exc
         raise _unreadable(path, exc) from exc
     except Exception as exc:
         raise _unreadable(path, exc) from exc
+
+
+# ---- why a legacy (non-zip) or raw pickle was refused: read its opcodes, never execute them ----
+MAX_PICKLES = 4  # legacy torch.save: magic number, protocol, sys info, then the object
+
+
+def _pickle_globals(fh: object) -> list[str]:
+    """'module.name' of every GLOBAL / STACK_GLOBAL of the pickles at the start of `fh` (not run)."""
+    names: list[str] = []
+    for _ in range(MAX_PICKLES):
+        strings: list[object] = []
+        memo: dict[int, object] = {}
+        try:
+            for op, arg, _pos in pickletools.genops(fh):
+                if op.name == "GLOBAL":
+                    names.append(str(arg).replace(" ", "."))
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    names.append(f"{strings[-2]}.{strings[-1]}")
+                elif op.name == "MEMOIZE" and strings:
+                    memo[len(memo)] = strings[-1]
+                elif op.name in ("BINPUT", "LONG_BINPUT", "PUT") and strings:
+                    memo[int(arg)] = strings[-1]
+                elif op.name in ("BINGET", "LONG_BINGET", "GET"):
+                    strings.append(memo.get(int(arg)))
+                elif "UNICODE" in op.name or op.name == "STRING":
+                    strings.append(arg)
+        except (ValueError, EOFError, pickle.UnpicklingError):
+            break
+    return names
+
+
+def refused_globals(path: Path) -> list[str]:
+    """The Python objects a non-zip pickle file names that torch's weights-only loader would refuse."""
+    if zipfile.is_zipfile(path):
+        return []
+    allowed: set[str] = set()
+    with contextlib.suppress(ImportError, AttributeError):  # torch's own allowlist, where it has one
+        from torch._weights_only_unpickler import _get_allowed_globals
+
+        allowed = set(_get_allowed_globals())
+    with open(path, "rb") as fh:
+        found = _pickle_globals(fh)
+    return [name for name in dict.fromkeys(found) if name not in allowed]
 
 
 def _unreadable(path: Path, exc: Exception) -> CheckpointError:
