@@ -202,7 +202,7 @@ def read_checkpoint_file(path: Path) -> object:
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL (\S+)", str(exc))
-        name = found.group(1) if found else next(iter(refused_globals(path)), None)
+        name = found.group(1) if found else ", ".join(refused_globals(path)[:5])
         if name:
             raise CheckpointError(
                 f"{path} pickles a Python object ({name}) that torch.load(weights_only=True) "

@@ -86,6 +86,10 @@ def check_writable(path: Path, what: str, folder: bool) -> None:
     if path.exists() and path.is_dir() != folder:
         kind = "a folder" if folder else "a file"
         raise UsageError(f"{what} {path} exists and is not {kind}")
+    if path.exists() and not folder:
+        if not os.access(path, os.W_OK):
+            raise UsageError(f"{what} {path} is not writable")
+        return
     parent = path if path.exists() else path.parent
     while not parent.exists():
         parent = parent.parent
@@ -224,7 +228,7 @@ def check_datasets(names: Sequence[str], data_root: Path, tiny: bool,
         if spec.run is None or name not in DATASET_READS:
             checks.append(DataCheck(name, None))
             continue
-        found: Exception | None = None
+        errors = []
         for key, call in DATASET_READS[name](data_root, spec.tiny if tiny else spec.config):
             if key not in done:
                 try:
@@ -232,8 +236,10 @@ def check_datasets(names: Sequence[str], data_root: Path, tiny: bool,
                     done[key] = None
                 except (DatasetMissingError, DatasetIncompleteError, ValueError, OSError) as err:
                     done[key] = err
-            found = found or done[key]
-        checks.append(DataCheck(name, None) if found is None else _outcome(name, found))
+            errors += [done[key]] if done[key] is not None else []
+        # a dataset present but broken outweighs another one that is absent: failed, not skipped
+        errors.sort(key=lambda e: isinstance(e, DatasetMissingError))
+        checks.append(_outcome(name, errors[0]) if errors else DataCheck(name, None))
     return checks
 
 
