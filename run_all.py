@@ -20,8 +20,9 @@ import contextlib
 import logging
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
@@ -30,6 +31,7 @@ from evaluators.suite import preflight as P
 
 LOG = logging.getLogger("deepcluster_bench")
 LOG_NAME = "run_all.log"
+T = TypeVar("T")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -82,20 +84,36 @@ def _logging(log_file: Path | None, verbose: bool) -> Iterator[None]:
 
 
 def validate_invocation(args: argparse.Namespace) -> tuple[list[str], torch.device, Path]:
-    """Names, device and data root, or UsageError; reads and writes nothing of the run's outputs."""
-    names = P.benchmark_names(args.benchmarks)
-    device = P.check_device(args.device)
+    """Names, device and data root, or one UsageError listing every problem found (one per line).
+
+    Reads and writes nothing of the run's outputs.
+    """
+    problems: list[str] = []
+
+    def check(fn: Callable[[], T]) -> T | None:
+        try:
+            return fn()
+        except P.UsageError as err:
+            problems.append(str(err))
+            return None
+
+    names = check(lambda: P.benchmark_names(args.benchmarks))
+    device = check(lambda: P.check_device(args.device))
     if not args.tiny and (args.ckpt is None or args.data_root is None):
-        raise P.UsageError("--ckpt and --data-root are required (or use --tiny)")
+        problems.append("--ckpt and --data-root are required (or use --tiny)")
     data_root = args.data_root or args.work_dir / "data"
-    P.check_writable(args.work_dir, "--work-dir", folder=True)
-    P.check_writable(args.results or args.work_dir / "results.jsonl", "--results", folder=False)
-    P.check_readme(args.readme)
+    work_ok = check(lambda: P.check_writable(args.work_dir, "--work-dir", folder=True) or True)
+    if args.results is not None or work_ok:  # the default store lives in the work dir
+        store = args.results or args.work_dir / "results.jsonl"
+        check(lambda: P.check_writable(store, "--results", folder=False))
+    check(lambda: P.check_readme(args.readme))
     if args.tiny:
-        P.check_tiny_root(data_root)
-        P.check_writable(data_root, "--data-root", folder=True)
-    else:
-        P.check_data_root(data_root)
+        check(lambda: P.check_tiny_root(data_root))
+        check(lambda: P.check_writable(data_root, "--data-root", folder=True))
+    elif args.data_root is not None:
+        check(lambda: P.check_data_root(data_root))
+    if problems or names is None or device is None:
+        raise P.UsageError("\nerror: ".join(dict.fromkeys(problems)))
     return names, device, data_root
 
 

@@ -325,3 +325,17 @@ def test_cases_cover_every_bad_input_of_the_issue() -> None:
             "store_torn_line_reports", "imagenet_empty_class_folder", "voc_inverted_box",
             "benchmarks_empty"} <= ids
     assert all(dataclasses.is_dataclass(c) for c in CASES)
+
+
+def test_independent_problems_are_reported_together(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    before = _snapshot(env)
+    _drop_end_marker(env)
+    readme = env.readme.read_bytes()
+    argv = [*env.run("--device", _cuda_device(), benchmarks="")[:2], "--data-root", str(env.root / "dtaa"),
+            *env.run("--device", _cuda_device(), benchmarks="")[4:]]
+    assert run_all.main(argv) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 4, errors
+    words = ("--benchmarks", "--device", "README.md line", "dtaa")
+    assert all(w in e for w, e in zip(words, errors, strict=True)), errors
+    assert _snapshot(env) == (before[0], readme)
