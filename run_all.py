@@ -26,6 +26,7 @@ from typing import TypeVar
 
 import torch
 
+from dcbench.fileio import sweep_stale
 from dcbench.results import ResultStore, git_sha
 from evaluators.suite import preflight as P
 
@@ -119,7 +120,6 @@ def validate_invocation(args: argparse.Namespace) -> tuple[list[str], torch.devi
 
 def _prepare_tiny(args: argparse.Namespace, names: list[str], data_root: Path) -> Path:
     """Tiny data for `names` at `data_root`, and a tiny pretrain unless --ckpt is given."""
-    from dcbench.fileio import sweep_stale
     from dcbench.tiny import make_tiny
     from pretrain import run as pretrain_run
 
@@ -129,7 +129,6 @@ def _prepare_tiny(args: argparse.Namespace, names: list[str], data_root: Path) -
         raise P.UsageError(str(err)) from None
     if args.ckpt is not None:
         return args.ckpt
-    sweep_stale(args.work_dir / "pretrain")  # leftovers of a pretrain killed mid-write
     return pretrain_run("tiny", data_root, args.work_dir / "pretrain")
 
 
@@ -153,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
 
     names, device, data_root = validate_invocation(args)
     with _logging(args.work_dir / LOG_NAME, args.verbose):
+        sweep_stale(args.work_dir, recursive=True)  # temporary files of runs killed mid-write
         # a given checkpoint is refused before any tiny data or pretrain
         backbone = P.load_backbone(args.ckpt) if args.ckpt is not None else None
         ckpt = _prepare_tiny(args, names, data_root) if args.tiny else args.ckpt

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from dcbench.fileio import TMP_PATTERN, atomic_path, atomic_write_text, is_stale, sha256_file, sweep_stale, tmp_name
+from dcbench.fileio import (
+    TMP_PATTERN,
+    atomic_path,
+    atomic_write_text,
+    is_stale,
+    sha256_file,
+    sweep_stale,
+    tmp_name,
+)
 
 
 def test_atomic_write_and_hash(tmp_path) -> None:
