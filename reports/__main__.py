@@ -6,12 +6,14 @@ Renders every table of the reference model-zoo page from the results store into 
 blocks of the README. `--html DIR` writes the static leaderboard (open DIR/index.html),
 `--metafile` an OpenMMLab-style metafile, `--csv` the store as CSV; with any of these and no
 `--readme`, the README is left alone. Exit status: 0 done / up to date, 1 README stale (--check),
-2 bad input.
+2 bad input (missing store or README, malformed markers), each with one line on stderr. Lines of
+the store that are not whole rows (a torn write) are reported on stderr and ignored.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -97,6 +99,18 @@ def _plot(results: Path, out_png: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    log = logging.getLogger("deepcluster_bench")
+    handler = logging.StreamHandler(sys.stderr)  # e.g. torn store lines: one warning line each
+    handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    log.addHandler(handler)
+    try:
+        return _main(args)
+    finally:
+        log.removeHandler(handler)
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         results = _results_path(args)
         if args.check:

@@ -42,9 +42,11 @@ def test_checkpoint_is_reused_and_failures_exit_nonzero(tiny_run: tuple[Path, in
     ckpt = next((work / "pretrain").glob("epoch_*.pth"))
     bad_root = tmp_path / "empty"
     bad_root.mkdir()
-    code = run_all.main(["--ckpt", str(ckpt), "--data-root", str(bad_root), "--work-dir", str(tmp_path / "w"),
-                         "--benchmarks", "voc07_svm"])
-    assert code == 0  # a missing dataset is a skip, not a failure
+    args = ["--ckpt", str(ckpt), "--data-root", str(bad_root), "--work-dir", str(tmp_path / "w"),
+            "--benchmarks", "voc07_svm"]
+    assert run_all.main(args) == 2  # nothing requested has its data: refused, nothing recorded
+    assert not (tmp_path / "w" / "results.jsonl").exists()
+    assert run_all.main([*args, "--allow-missing"]) == 0  # a missing dataset is a skip, not a failure
     rows = [json.loads(line) for line in (tmp_path / "w" / "results.jsonl").read_text().splitlines()]
     assert [r["status"] for r in rows] == ["skipped"]
     assert "VOCdevkit" in rows[0]["reason"]

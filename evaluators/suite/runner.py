@@ -62,20 +62,34 @@ def _context(name: str, settings: SuiteSettings) -> RunContext:
     )
 
 
-def _run_one(name: str, spec: BenchmarkSpec, backbone: Backbone, settings: SuiteSettings) -> list[ResultRow]:
+def provenance(name: str, spec: BenchmarkSpec, backbone: Backbone, settings: SuiteSettings) -> Provenance:
     config = spec.tiny if settings.tiny else spec.config
-    prov = Provenance(
+    return Provenance(
         model=settings.model, checkpoint_sha256=backbone.sha256, benchmark=name,
         config_hash=config_hash(config), seed=settings.seed, git_sha=settings.git_sha,
         pretrain_config=backbone.pretrain_config,
     )
+
+
+def record_status(name: str, spec: BenchmarkSpec, backbone: Backbone, settings: SuiteSettings,
+                  store: ResultStore, status: Status, reason: str) -> Outcome:
+    """Record a benchmark decided before running (e.g. by the dataset preflight) as one status row."""
+    store.append([status_row(provenance(name, spec, backbone, settings), status, reason)])
+    return Outcome(name, status, 0, 0.0, reason)
+
+
+def _run_one(name: str, spec: BenchmarkSpec, backbone: Backbone, settings: SuiteSettings) -> list[ResultRow]:
+    config = spec.tiny if settings.tiny else spec.config
+    prov = provenance(name, spec, backbone, settings)
     torch.manual_seed(settings.seed)
     try:
         measurements = spec.run(backbone, settings.data_root, config, _context(name, settings))
     except DatasetMissingError as err:
         return [status_row(prov, "skipped", str(err))]
     except Exception as err:  # noqa: BLE001 - a failed benchmark is a row; the run goes on
-        LOG.error("benchmark %s failed:\n%s", name, traceback.format_exc())
+        first = next(iter(str(err).splitlines()), "")
+        LOG.error("benchmark %s failed: %s: %s", name, type(err).__name__, first)
+        LOG.debug("traceback of benchmark %s:\n%s", name, traceback.format_exc())  # log file, --verbose
         return [status_row(prov, "failed", f"{type(err).__name__}: {err}")]
     if not measurements:
         return [status_row(prov, "failed", "the evaluator returned no measurements")]
