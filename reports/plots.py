@@ -10,7 +10,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from dcbench.fileio import atomic_path
-from reports.tables import LOWSHOT_KS, current_rows, lowshot_best
+from reports.tables import LOWSHOT_KS, current_rows, lowshot_at_best_layer
 
 VARIANT_STYLES = (("reference", "-", "cost picked on test"), ("clean", "--", "cost by CV"))
 
@@ -30,7 +30,7 @@ def _figure(curves: dict[str, pd.DataFrame]) -> Figure:
     ax.set_xscale("log", base=2)
     ax.set_xticks(list(LOWSHOT_KS), [str(k) for k in LOWSHOT_KS])
     ax.set_xlabel("k (positive images per class)")
-    ax.set_ylabel("VOC07 mAP (%), best layer per k")
+    ax.set_ylabel("VOC07 mAP (%), at the SVM best layer")
     ax.set_title("Low-shot SVM on VOC07")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
@@ -42,11 +42,11 @@ def lowshot_plot(frame: pd.DataFrame, out_png: str | os.PathLike[str]) -> Path:
     """Write the low-shot curves of every model in `frame` (a results-store frame) to `out_png`.
 
     Solid lines: the `reference` variant (cost picked on test, as the reference does); dashed:
-    the `clean` variant. Each point is the best over feature1..5 for that k, as in the table.
+    the `clean` variant. Each point is at the full SVM's best layer, as in the table.
     Raises ValueError when the store holds no low-shot result.
     """
     rows = current_rows(frame)
-    curves = {variant: lowshot_best(rows, variant) for variant, _, _ in VARIANT_STYLES}
+    curves = {variant: lowshot_at_best_layer(rows, variant) for variant, _, _ in VARIANT_STYLES}
     if all(curve.empty for curve in curves.values()):
         raise ValueError("no successful voc07_lowshot rows in the results store: nothing to plot")
     fig = _figure(curves)
