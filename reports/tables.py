@@ -42,7 +42,10 @@ TORCHVISION_FOOTNOTE = (
 LOWSHOT_NOTE = (
     "**k=1 … k=96**: VOC07 low-shot SVM mAP (mean over the independent samples: 5 in the protocol, "
     "2 in the `tiny` config) with k positive images per class, at the **Best Layer** of the full SVM for "
-    "every k (the page's one Best Layer column; `–` without an SVM result)"
+    "every k (the page's one Best Layer column for the SVM and low-shot columns: OpenSelfSup "
+    "docs/MODEL_ZOO.md, MMSelfSup configs/selfsup/deepcluster/README.md; `–` without an SVM result); "
+    "the min / max / std over "
+    "the samples are recorded too (metrics `mAP_min`, `mAP_max`, `mAP_std`)"
 )
 PER_K_LABEL = "best per k"
 PER_K_NOTE = (
