@@ -14,7 +14,7 @@ AvgPool head. Runs under torchrun (WORLD_SIZE > 1) or in one process; resumes fr
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,10 +40,17 @@ _HEAD = (
     " + _base_/models/resnet50_multihead.py (MultiClsHead: SyncBN affine=False momentum 0.1, "
     "Linear normal std 0.01)"
 )
+INTERPOLATION_SOURCE = (
+    "interpolation bilinear, as in the run that produced the published DeepCluster numbers: OpenSelfSup "
+    "configs/benchmarks/linear_classification/imagenet/r50_multihead_sobel.py and MMSelfSup 0.x "
+    "configs/benchmarks/classification/imagenet/resnet50_mhead_linear-8xb32-steplr-90e_in1k.py use "
+    "torchvision's RandomResizedCrop / Resize, bilinear by default; MMSelfSup 1.x uses bicubic "
+    "(interpolation='bicubic' there)"
+)
 SOURCE_IMAGENET = (
     _MMSELFSUP + "imagenet/resnet50_mhead_linear-8xb32-steplr-90e_in1k.py" + _HEAD
-    + "; train: RandomResizedCrop 224 bicubic, flip, ColorJitter 0.4/0.4/0.4/0, Lighting; "
-    "test: ResizeEdge 256 bicubic + CenterCrop 224; batch 32 x 8 GPUs"
+    + "; train: RandomResizedCrop 224, flip, ColorJitter 0.4/0.4/0.4/0, Lighting; "
+    "test: ResizeEdge 256 + CenterCrop 224; batch 32 x 8 GPUs; " + INTERPOLATION_SOURCE
 )
 SOURCE_PLACES205 = (
     _MMSELFSUP + "places205/resnet50_mhead_8xb32-steplr-28e_places205.py" + _HEAD
@@ -76,7 +83,7 @@ class Config:
     batch_size: int = 256  # total over all processes: 32 per GPU x 8 GPUs
     eval_batch_size: int = 256  # per process (evaluation only)
     train_transform: str = "rrc_flip_jitter_lighting"
-    interpolation: str = "bicubic"
+    interpolation: str = "bilinear"  # bilinear | bicubic: INTERPOLATION_SOURCE
     crop_size: int = 224
     resize_size: int = 256
     source: str = SOURCE_IMAGENET
@@ -157,16 +164,22 @@ def validate_config(config: Config) -> None:
         raise ValueError(f"bad {type(config).__module__}.Config: " + "; ".join(problems))
 
 
+def transforms(config: Config) -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]]:
+    """(train, eval) image transforms of `config`, with its `interpolation` for every resize."""
+    train = tu.train_transform(config.train_transform, config.crop_size, config.resize_size,
+                               config.interpolation)
+    return train, tu.eval_transform(config.crop_size, config.resize_size, config.interpolation)
+
+
 def run(backbone: Backbone, data_root: Path, config: Config, ctx: RunContext) -> list[Measurement]:
     """Train the probes of `config.layers` on `config.dataset` and return last-epoch top-1/top-5 rows."""
     validate_config(config)
     train_list = tu.read_split(data_root, config.dataset, "train")
     val_list = tu.read_split(data_root, config.dataset, "val")
     num_classes = tu.check_classes(train_list, val_list, config.num_classes)
-    train_set = ImageListDataset(train_list.paths, train_list.labels, tu.train_transform(
-        config.train_transform, config.crop_size, config.resize_size, config.interpolation))
-    val_set = ImageListDataset(val_list.paths, val_list.labels, tu.eval_transform(
-        config.crop_size, config.resize_size, config.interpolation))
+    train_tf, val_tf = transforms(config)
+    train_set = ImageListDataset(train_list.paths, train_list.labels, train_tf)
+    val_set = ImageListDataset(val_list.paths, val_list.labels, val_tf)
     metrics = fit_probe(backbone, config, num_classes, train_set, val_set, ctx)
     return [Measurement(dataset=config.dataset, metric=metric, value=metrics[name][metric], layer=name)
             for name in config.layers for metric in ("top1", "top5")]
