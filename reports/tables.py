@@ -55,7 +55,8 @@ PER_K_NOTE = (
 LAST_EPOCH_MARK = "ˡ"
 AVGPOOL_NOTE = (
     "**AvgPool**: the linear classifier on globally average-pooled features, its best top-1 over the "
-    "epochs (validated after every epoch), as the page reports it (OpenSelfSup docs/MODEL_ZOO.md: "
+    "epochs (validated after every epoch on val, the split reported), as the page reports it "
+    "(OpenSelfSup docs/MODEL_ZOO.md: "
     "\"ImageNet (Last) ... The best top-1 result among all epochs is reported\"); the last epoch's top-1 "
     "is recorded too (metric `top1`; `python -m reports --compare MODEL` shows both). "
     f"{LAST_EPOCH_MARK}: the run recorded only the last epoch's top-1, shown instead."

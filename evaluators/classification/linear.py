@@ -4,7 +4,9 @@ Protocol (MMSelfSup `MultiClsHead`): the backbone stays frozen in eval mode (che
 after every epoch, as MoCo's `sanity_check` does); each MultiPooling feature goes through its own
 BatchNorm without affine parameters and a Linear layer (normal std 0.01, bias 0); all heads train
 together from one backbone forward per batch (the summed cross-entropy); SGD with Nesterov
-momentum and a step schedule; the LAST epoch's top-1 / top-5 on val is reported per layer.
+momentum and a step schedule; the LAST epoch's top-1 / top-5 on val is reported per layer (with
+`val_every_epoch`, as the AvgPool probe, val runs after every epoch and the best epoch's top-1 is
+recorded too, metrics `top1_best_epoch` / `best_epoch`).
 
 `fit_probe` is the shared frozen-probe loop; `evaluators.classification.avgpool` uses it with the MoCo
 AvgPool head. Runs under torchrun (WORLD_SIZE > 1) or in one process; resumes from
@@ -34,6 +36,8 @@ LOG = logging.getLogger("deepcluster_bench")
 AVGPOOL_DIM = TAP_SPECS["feature5"].channels
 STATE_FILE = "probe_state.pth"
 STATE_FORMAT = "deepcluster-bench/probe/v1"
+BEST_TOP1, BEST_EPOCH = "top1_best_epoch", "best_epoch"  # val_every_epoch only: best top-1 over epochs
+METRICS = ("top1", "top5", BEST_TOP1, BEST_EPOCH)  # top1 / top5: the last epoch
 
 _MMSELFSUP = "MMSelfSup 1.x configs/benchmarks/classification/"
 _HEAD = (
@@ -86,6 +90,9 @@ class Config:
     interpolation: str = "bilinear"  # bilinear | bicubic: INTERPOLATION_SOURCE
     crop_size: int = 224
     resize_size: int = 256
+    # False: val after the last epoch only ("Top-1 result of the last epoch is reported", OpenSelfSup
+    # docs/MODEL_ZOO.md, ImageNet (Multi)); True: val after every epoch, rows add the best epoch's top-1
+    val_every_epoch: bool = False
     source: str = SOURCE_IMAGENET
 
 
@@ -172,7 +179,8 @@ def transforms(config: Config) -> tuple[Callable[..., torch.Tensor], Callable[..
 
 
 def run(backbone: Backbone, data_root: Path, config: Config, ctx: RunContext) -> list[Measurement]:
-    """Train the probes of `config.layers` on `config.dataset` and return last-epoch top-1/top-5 rows."""
+    """Train the probes of `config.layers` on `config.dataset`: last-epoch top-1/top-5 rows (and, with
+    `val_every_epoch`, the best top-1 over the epochs and that epoch)."""
     validate_config(config)
     train_list = tu.read_split(data_root, config.dataset, "train")
     val_list = tu.read_split(data_root, config.dataset, "val")
@@ -182,7 +190,7 @@ def run(backbone: Backbone, data_root: Path, config: Config, ctx: RunContext) ->
     val_set = ImageListDataset(val_list.paths, val_list.labels, val_tf)
     metrics = fit_probe(backbone, config, num_classes, train_set, val_set, ctx)
     return [Measurement(dataset=config.dataset, metric=metric, value=metrics[name][metric], layer=name)
-            for name in config.layers for metric in ("top1", "top5")]
+            for name in config.layers for metric in METRICS if metric in metrics[name]]
 
 
 def fit_probe(
@@ -201,9 +209,10 @@ def fit_probe(
     )
     path = ctx.work_dir / STATE_FILE
     key = f"{config_hash(config)}:{backbone.sha256}:{ctx.seed}"
-    start, metrics = _resume(path, key, heads, optimizer)
+    start, metrics, history = _resume(path, key, heads, optimizer)
     batch = tu.per_rank_batch(config.batch_size, dist)
     loader = tu.train_loader(train_set, batch, dist, ctx.seed, ctx.num_workers)
+    eval_loader = tu.val_loader(val_set, config.eval_batch_size, dist, ctx.num_workers)
     for epoch in range(start, config.epochs):
         tu.seed_epoch(ctx.seed, epoch, dist)
         loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
@@ -212,31 +221,49 @@ def fit_probe(
                             ctx.progress, f"{config.dataset} probe epoch {epoch + 1}/{config.epochs}")
         tu.assert_backbone_unchanged(taps.resnet, backbone.state_dict)
         LOG.info("%s probe epoch %d/%d: summed loss %.4f", config.dataset, epoch + 1, config.epochs, loss)
-        tu.save_state(path, _state(key, epoch + 1, heads, optimizer, None), dist)
+        if config.val_every_epoch:  # the per-epoch val metrics behind the best-epoch rows
+            history.append(evaluate(taps, heads, eval_loader, config.layers, dist, ctx.progress))
+        tu.save_state(path, _state(key, epoch + 1, heads, optimizer, None, history), dist)
     if metrics is None:
-        eval_loader = tu.val_loader(val_set, config.eval_batch_size, dist, ctx.num_workers)
-        metrics = evaluate(taps, heads, eval_loader, config.layers, dist, ctx.progress)
-        tu.save_state(path, _state(key, config.epochs, heads, optimizer, metrics), dist)
+        done = config.val_every_epoch and len(history) == config.epochs
+        last = history[-1] if done else evaluate(taps, heads, eval_loader, config.layers, dist, ctx.progress)
+        metrics = with_best_epoch(last, history) if config.val_every_epoch else last
+        tu.save_state(path, _state(key, config.epochs, heads, optimizer, metrics, history), dist)
     return metrics
 
 
+EpochMetrics = Mapping[str, Mapping[str, float]]  # head -> {"top1": ..., "top5": ...}
+
+
+def with_best_epoch(last: EpochMetrics, history: Sequence[EpochMetrics]) -> dict[str, dict[str, float]]:
+    """The last epoch's metrics plus, per head, the best top-1 over the epochs and its (first) epoch."""
+    if not history:
+        raise ValueError("no per-epoch validation metrics to take the best epoch from")
+    out = {name: dict(values) for name, values in last.items()}
+    for name in out:
+        top1 = [epoch[name]["top1"] for epoch in history]
+        best = max(range(len(top1)), key=lambda i: (top1[i], -i))
+        out[name].update({BEST_TOP1: top1[best], BEST_EPOCH: float(best + 1)})
+    return out
+
+
 def _state(key: str, epoch: int, heads: nn.Module, optimizer: torch.optim.Optimizer,
-           metrics: dict[str, dict[str, float]] | None) -> dict[str, object]:
+           metrics: dict[str, dict[str, float]] | None, history: list) -> dict[str, object]:
     return {"format": STATE_FORMAT, "key": key, "epoch": epoch, "heads": tu.cpu_state(heads),
-            "optimizer": optimizer.state_dict(), "metrics": metrics}
+            "optimizer": optimizer.state_dict(), "metrics": metrics, "history": history}
 
 
 def _resume(path: Path, key: str, heads: nn.Module, optimizer: torch.optim.Optimizer,
-            ) -> tuple[int, dict[str, dict[str, float]] | None]:
+            ) -> tuple[int, dict[str, dict[str, float]] | None, list]:
     state = tu.load_state(path, key)
     if state is None:
         if path.exists():
             LOG.warning("ignoring %s: it was made for another config, checkpoint or seed", path)
-        return 0, None
+        return 0, None, []
     heads.load_state_dict(state["heads"])
     optimizer.load_state_dict(state["optimizer"])
     LOG.info("resuming probe training from %s after epoch %d", path, state["epoch"])
-    return int(state["epoch"]), state.get("metrics")
+    return int(state["epoch"]), state.get("metrics"), list(state.get("history", []))
 
 
 def _train_epoch(
