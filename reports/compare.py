@@ -18,20 +18,22 @@ from reports.published import Published, load_published, published_note
 from reports.tables import (
     AVGPOOL_BEST,
     DASH,
+    LAST_EPOCH_MARK,
     SPECS,
+    TORCHVISION_MARK,
     TableSpec,
     _pick,
     current_rows,
     fmt,
 )
 
-_NUMBER = re.compile(r"^-?\d+(\.\d+)?")
+_NUMBER = re.compile(rf"(-?\d+(?:\.\d+)?)[{TORCHVISION_MARK}{LAST_EPOCH_MARK}]*")  # a value, then its marks
 LABEL_COLUMNS = 2  # Model, Config
 
 
 def _number(cell: str) -> float | None:
-    match = _NUMBER.match(cell)
-    return float(match.group(0)) if match else None
+    match = _NUMBER.fullmatch(cell)
+    return float(match.group(1)) if match else None
 
 
 def difference(ours: str, published: str) -> str:
@@ -86,15 +88,16 @@ def compare_table(spec: TableSpec, rows: pd.DataFrame, model: str, published: Pu
     ours = [cells for kind, cells in spec.records(rows, model, True) if kind == "ours"]
     theirs = [cells for _, cells in spec.records(published.rows, published.label, False)]
     headers = spec.columns
-    width = max(len(h) for h in headers[LABEL_COLUMNS:]) + 2
-    lines = [f"## {spec.table_id}", f"  our config: {_configs(rows[rows['model'] == model], spec, hashes)}"]
-    lines.append(f"  {'cell':<{width}} {'ours':>10} {'published':>10} {'difference':>11}")
+    cells: list[tuple[str, str, str]] = []
     for mine, pub in zip(ours, theirs, strict=False):
-        prefix = "" if len(ours) == 1 else f"{mine[LABEL_COLUMNS]}: "
-        start = LABEL_COLUMNS + (0 if len(ours) == 1 else 1)
-        for header, a, b in zip(headers[start:], mine[start:], pub[start:], strict=True):
-            name = f"{prefix}{header}"
-            lines.append(f"  {name:<{width}} {a:>10} {b:>10} {difference(a, b):>11}")
+        prefix = "" if len(ours) == 1 else f"{mine[LABEL_COLUMNS].split(', ')[0]}: "
+        cells += [(f"{prefix}{header}", a, b) for header, a, b in
+                  zip(headers[LABEL_COLUMNS:], mine[LABEL_COLUMNS:], pub[LABEL_COLUMNS:], strict=True)]
+    width = max(len(name) for name, _, _ in cells) + 2
+    vwidth = max(10, *(len(v) for _, a, b in cells for v in (a, b)))
+    lines = [f"## {spec.table_id}", f"  our config: {_configs(rows[rows['model'] == model], spec, hashes)}",
+             f"  {'cell':<{width}} {'ours':>{vwidth}} {'published':>{vwidth}} {'difference':>11}"]
+    lines += [f"  {name:<{width}} {a:>{vwidth}} {b:>{vwidth}} {difference(a, b):>11}" for name, a, b in cells]
     lines += _extra_lines(rows, spec, model)
     lines.append("  " + published_note(published, spec.table_id, spec.benchmarks))
     return lines

@@ -33,6 +33,8 @@ def _store(path: Path) -> Path:
 def test_difference_only_between_numbers() -> None:
     assert difference("75.00", "74.26") == "+0.74" and difference("40.00†", "41.00") == "-1.00"
     assert difference("–", "74.26") == "–" and difference("feature5", "feature5") == "–"
+    assert difference("20.00ˡ", "46.92") == "-26.92"
+    assert difference("1% data, lr0.01_head1, 1 setting", "1% data, lr0.01_head1, 1 setting") == "–"
 
 
 def test_compare_prints_ours_published_and_the_difference(tmp_path: Path) -> None:
