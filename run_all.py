@@ -18,14 +18,15 @@ from pathlib import Path
 import torch
 
 from dcbench.results import ResultStore, git_sha
+from evaluators.suite import names as N
 from evaluators.suite.registry import UnknownBenchmarkError, resolve
-
-LOG = logging.getLogger("deepcluster_bench")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ckpt", type=Path, help="checkpoint: ours, torchvision, MMSelfSup 0.x/1.x or MoCo")
+    p.add_argument("--ckpt", type=Path, help="checkpoint in any format `python -m adapters` reads (README)")
+    p.add_argument("--ckpt-format", default=None, help="read --ckpt as this format instead of detecting it")
+    p.add_argument("--ckpt-key", default=None, help="network of a multi-network checkpoint (DINO: student)")
     p.add_argument("--data-root", type=Path, help="folder holding the datasets (see README)")
     p.add_argument("--benchmarks", default="all", help="comma-separated names, or 'all'")
     p.add_argument("--work-dir", type=Path, default=Path("work_dirs/run_all"))
@@ -61,6 +62,15 @@ def _model_name(args: argparse.Namespace, ckpt: Path) -> str:
     return "deepcluster-tiny" if args.tiny and args.ckpt is None else ckpt.stem
 
 
+def write_lowshot_plot(store: ResultStore, work_dir: Path, model: str) -> Path:
+    """The low-shot curves of `model` (every layer), drawn from the store into the benchmark's folder."""
+    from evaluators.suite.runner import benchmark_dir
+    from reports.plots import LOWSHOT_LAYERS_PNG, lowshot_layers_plot
+
+    out = benchmark_dir(work_dir, N.VOC07_LOWSHOT) / LOWSHOT_LAYERS_PNG
+    return lowshot_layers_plot(store.read(), model, out)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = parse_args(argv)
@@ -81,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     from evaluators.suite.runner import SuiteSettings, format_summary, run_suite
 
     try:
-        backbone = load_checkpoint(ckpt)
+        backbone = load_checkpoint(ckpt, args.ckpt_format, args.ckpt_key)
     except (CheckpointError, FileNotFoundError) as err:
         print(f"error: cannot use checkpoint {ckpt}: {err}", file=sys.stderr)
         return 2
@@ -94,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = run_suite(names, backbone, settings, store)
     print(format_summary(outcomes))
     print(f"results: {store.path}")
+    if any(o.benchmark == N.VOC07_LOWSHOT and o.status == "ok" for o in outcomes):
+        print(f"low-shot plot: {write_lowshot_plot(store, args.work_dir, settings.model)}")
     if args.readme is not None:
         from reports.render import render_readme
 

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from dcbench.fileio import atomic_path, atomic_write_text
 
-LOG = logging.getLogger("deepcluster_bench")
+LOG = logging.getLogger(__name__)
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
 
 

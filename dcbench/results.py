@@ -16,7 +16,7 @@ import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import pandas as pd
 
@@ -155,7 +155,3 @@ def git_sha(cwd: str | os.PathLike[str] | None = None) -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return out.stdout.strip() or "unknown"
-
-
-def to_jsonable(row: ResultRow) -> dict[str, Any]:
-    return dataclasses.asdict(row)

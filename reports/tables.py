@@ -19,17 +19,18 @@ from functools import partial
 
 import pandas as pd
 
+from dcbench.layers import LAYERS
 from dcbench.results import latest_ok
+from evaluators.suite import names as N
+from evaluators.svm.reference import LOWSHOT_K_VALUES as LOWSHOT_KS
 from reports.published import Published, load_published, published_note
 
 DASH = "–"  # en dash: no result
 NO_CONFIG = "-"
 TORCHVISION_MARK = "†"
-LAYERS = ("feature1", "feature2", "feature3", "feature4", "feature5")
-LOWSHOT_KS = (1, 2, 4, 8, 16, 32, 64, 96)
 LOWSHOT_COLUMNS = tuple(f"k={k}" for k in LOWSHOT_KS)
 LINEAR_COLUMNS = ("Model", "Config", "Feature1", "Feature2", "Feature3", "Feature4", "Feature5", "AvgPool")
-SEMISUP_FRACTIONS = (("semisup_1pct", "1%"), ("semisup_10pct", "10%"))
+SEMISUP_FRACTIONS = ((N.SEMISUP_1PCT, "1%"), (N.SEMISUP_10PCT, "10%"))
 AVGPOOL_BEST = "top1_best_epoch"  # metric: the AvgPool probe's best top-1 over the epochs
 COCO_METRICS = (
     ("mAP(Box)", "bbox_AP"), ("AP50(Box)", "bbox_AP50"), ("AP75(Box)", "bbox_AP75"),
@@ -143,7 +144,7 @@ def _cell(sub: pd.DataFrame, mark_engine: bool = False, **where: object) -> str:
 
 def best_layer(rows: pd.DataFrame, model: str) -> tuple[str, float] | None:
     """The VOC07 SVM layer with the highest mAP for `model` (first of feature1..5 on ties)."""
-    sub = _pick(rows, "voc07_svm", "mAP")
+    sub = _pick(rows, N.VOC07_SVM, "mAP")
     sub = sub[(sub["model"] == model) & sub["layer"].isin(LAYERS)]
     if sub.empty:
         return None
@@ -154,7 +155,7 @@ def best_layer(rows: pd.DataFrame, model: str) -> tuple[str, float] | None:
 
 
 def _lowshot(rows: pd.DataFrame, variant: str) -> pd.DataFrame:
-    sub = _pick(rows, "voc07_lowshot", "mAP")
+    sub = _pick(rows, N.VOC07_LOWSHOT, "mAP")
     sub = sub[(sub["variant"] == variant) & sub["layer"].isin(LAYERS) & sub["k"].notna()]
     return sub.assign(k=sub["k"].astype(int), value=sub["value"].astype(float))
 
@@ -317,15 +318,15 @@ def _linear_spec(table_id: str, benchmark: str, avgpool_benchmark: str) -> Table
                      (benchmark, avgpool_benchmark), notes)
 
 
-def _detection_spec(table_id: str, metrics: Sequence[tuple[str, str]]) -> TableSpec:
+def _detection_spec(table_id: str, benchmark: str, metrics: Sequence[tuple[str, str]]) -> TableSpec:
     return TableSpec(table_id, ("Model", "Config", *(header for header, _ in metrics)),
-                     partial(_detection_records, benchmark=table_id, metrics=metrics), (table_id,),
+                     partial(_detection_records, benchmark=benchmark, metrics=metrics), (benchmark,),
                      ("Mean over the fine-tuning trials (`mean` row) when several were run.",))
 
 
-def _segmentation_spec(table_id: str) -> TableSpec:
+def _segmentation_spec(table_id: str, benchmark: str) -> TableSpec:
     return TableSpec(table_id, ("Model", "Config", "mIOU"),
-                     partial(_segmentation_records, benchmark=table_id), (table_id,))
+                     partial(_segmentation_records, benchmark=benchmark), (benchmark,))
 
 
 VOC_SVM_NOTES = (
@@ -343,24 +344,24 @@ CLEAN_NOTES = (
 )
 SPECS: tuple[TableSpec, ...] = (
     TableSpec("voc_svm", ("Model", "Config", "Best Layer", "SVM", *LOWSHOT_COLUMNS), _voc_svm_records,
-              ("voc07_svm", "voc07_lowshot"), VOC_SVM_NOTES),
-    TableSpec("voc_lowshot_clean", ("Model", "Config", *LOWSHOT_COLUMNS), _clean_records, ("voc07_lowshot",),
+              (N.VOC07_SVM, N.VOC07_LOWSHOT), VOC_SVM_NOTES),
+    TableSpec("voc_lowshot_clean", ("Model", "Config", *LOWSHOT_COLUMNS), _clean_records, (N.VOC07_LOWSHOT,),
               CLEAN_NOTES),
-    _linear_spec("linear_imagenet", "linear_imagenet", "linear_avgpool_imagenet"),
-    _linear_spec("linear_inat18", "linear_inat18", "linear_avgpool_inat18"),
-    _linear_spec("linear_places205", "linear_places205", "linear_avgpool_places205"),
+    _linear_spec("linear_imagenet", N.LINEAR_IMAGENET, N.LINEAR_AVGPOOL_IMAGENET),
+    _linear_spec("linear_inat18", N.LINEAR_INAT18, N.LINEAR_AVGPOOL_INAT18),
+    _linear_spec("linear_places205", N.LINEAR_PLACES205, N.LINEAR_AVGPOOL_PLACES205),
     TableSpec("semisup", ("Model", "Pretrain Config", "Fine-tuned Config", "Top-1 (%)", "Top-5 (%)"),
-              _semisup_records, ("semisup_1pct", "semisup_10pct"), (
+              _semisup_records, (N.SEMISUP_1PCT, N.SEMISUP_10PCT), (
                   "One row per model and ImageNet fraction (1% / 10% of the labels); **Fine-tuned Config** "
                   "names the fraction, the setting shown (base learning rate `lr…`, head learning-rate "
                   "multiplier `head…`) and how many settings ran (each model runs the reference's settings "
                   "for it by default: the 3 x 3 grid for RGB models, lr 0.01 x head 1 for Sobel ones).",
                   SEMISUP_SELECTION_NOTE,
               )),
-    _detection_spec("det_voc0712", (("mAP", "AP"), ("AP50", "AP50"))),
-    _detection_spec("det_coco", COCO_METRICS),
-    _segmentation_spec("seg_voc12aug"),
-    _segmentation_spec("seg_cityscapes"),
+    _detection_spec("det_voc0712", N.DET_VOC0712, (("mAP", "AP"), ("AP50", "AP50"))),
+    _detection_spec("det_coco", N.DET_COCO, COCO_METRICS),
+    _segmentation_spec("seg_voc12aug", N.SEG_VOC12AUG),
+    _segmentation_spec("seg_cityscapes", N.SEG_CITYSCAPES),
 )
 TABLE_IDS = tuple(spec.table_id for spec in SPECS)
 

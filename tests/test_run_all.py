@@ -57,3 +57,16 @@ def test_bad_inputs_fail_clearly(tmp_path: Path, capsys: pytest.CaptureFixture[s
     garbage.write_bytes(b"not a checkpoint")
     assert run_all.main(["--ckpt", str(garbage), "--data-root", str(tmp_path)]) == 2
     assert "cannot use checkpoint" in capsys.readouterr().err
+
+
+def test_the_lowshot_plot_lands_in_the_benchmark_folder(tmp_path: Path) -> None:
+    from dcbench.results import Measurement, Provenance, ResultStore, rows_from_measurements
+
+    prov = Provenance(model="dc", checkpoint_sha256="a" * 64, benchmark="voc07_lowshot", config_hash="c",
+                      seed=0, git_sha="g")
+    store = ResultStore(tmp_path / "results.jsonl")
+    store.append(rows_from_measurements(prov, [Measurement("voc07", "mAP", 20.0 + k, layer="feature5", k=k,
+                                                           variant="reference") for k in (1, 2)]))
+    path = run_all.write_lowshot_plot(store, tmp_path / "work", "dc")
+    assert path == tmp_path / "work" / "benchmarks" / "voc07_lowshot" / "voc07_lowshot_map_vs_k.png"
+    assert path.stat().st_size > 1000

@@ -25,17 +25,20 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
-from dcbench.backbone import TAP_SPECS, Backbone, input_filter
+from dcbench.backbone import TAP_SPECS, Backbone
 from dcbench.config import replace, to_dict
 from dcbench.context import RunContext
 from dcbench.datasets.common import ImageListDataset
+from dcbench.distributed import DistInfo, barrier, init_distributed, per_rank_batch, unwrap, wrap_ddp
 from dcbench.fileio import atomic_write_text
 from dcbench.results import Measurement
-from evaluators.classification import train_utils as tu
+from evaluators.classification import loop
+from evaluators.classification.data import check_classes, read_split, train_loader, val_loader
+from evaluators.classification.state import cpu_state, load_state, save_state
+from evaluators.classification.transforms import eval_transform, train_transform
 
-LOG = logging.getLogger("deepcluster_bench")
+LOG = logging.getLogger(__name__)
 RESULT_FILE = "result.json"
 STATE_FILE = "state.pth"
 STATE_FORMAT = "deepcluster-bench/semisup/v1"
@@ -143,7 +146,7 @@ class FineTuneNet(nn.Module):
 
     def __init__(self, backbone: Backbone, num_classes: int) -> None:
         super().__init__()
-        self.input_filter = input_filter(backbone.sobel)
+        self.input_filter = backbone.input_filter()  # the fixed Sobel filter or the checkpoint's own
         self.trunk = backbone.build_resnet()
         self.trunk.avgpool = GlobalMeanPool()
         self.head = nn.Linear(TAP_SPECS["feature5"].channels, num_classes)
@@ -173,12 +176,12 @@ def validate_config(config: Config) -> None:
 def run(backbone: Backbone, data_root: Path, config: Config, ctx: RunContext) -> list[Measurement]:
     """Fine-tune the model's (lr, head multiplier) settings; two rows (top1, top5) per setting variant."""
     validate_config(config)
-    train_list = tu.read_split(data_root, "imagenet", "train", subset=config.subset)
-    val_list = tu.read_split(data_root, "imagenet", "val")
-    num_classes = tu.check_classes(train_list, val_list, config.num_classes)
-    train_set = ImageListDataset(train_list.paths, train_list.labels, tu.train_transform(
+    train_list = read_split(data_root, "imagenet", "train", subset=config.subset)
+    val_list = read_split(data_root, "imagenet", "val")
+    num_classes = check_classes(train_list, val_list, config.num_classes)
+    train_set = ImageListDataset(train_list.paths, train_list.labels, train_transform(
         "rrc_flip", config.crop_size, config.resize_size, config.interpolation))
-    val_set = ImageListDataset(val_list.paths, val_list.labels, tu.eval_transform(
+    val_set = ImageListDataset(val_list.paths, val_list.labels, eval_transform(
         config.crop_size, config.resize_size, config.interpolation))
     rows = []
     for lr, mult in settings_for(config, backbone.sobel):
@@ -209,12 +212,12 @@ def run_setting(
     if done is not None:
         LOG.info("semisup %s: reusing the finished result in %s", variant_name(lr, mult), folder)
         return done
-    with tu.deterministic_mode(config.deterministic):
+    with loop.deterministic_mode(config.deterministic):
         metrics, dist = fine_tune(backbone, config, num_classes, setting, data, ctx, folder / STATE_FILE, key)
     if dist.is_main:
         atomic_write_text(folder / RESULT_FILE, json.dumps({"key": key, **metrics}, indent=1, sort_keys=True))
         (folder / STATE_FILE).unlink(missing_ok=True)
-    tu.barrier(dist)
+    barrier(dist)
     return metrics
 
 
@@ -232,31 +235,31 @@ def fine_tune(
     backbone: Backbone, config: Config, num_classes: int, setting: tuple[float, float],
     data: tuple[torch.utils.data.Dataset, torch.utils.data.Dataset], ctx: RunContext,
     state_path: Path, key: str,
-) -> tuple[dict[str, float], tu.DistInfo]:
+) -> tuple[dict[str, float], DistInfo]:
     """Fine-tune the whole network for one setting; returns the last epoch's val top-1/top-5."""
     lr, mult = setting
-    dist = tu.init_distributed(ctx)
+    dist = init_distributed(ctx.device)
     torch.manual_seed(ctx.seed)
-    model = tu.wrap_ddp(FineTuneNet(backbone, num_classes).to(dist.device), dist)
-    net = tu.unwrap(model)
+    model = wrap_ddp(FineTuneNet(backbone, num_classes).to(dist.device), dist)
+    net = unwrap(model)
     groups = _param_groups(net, lr, mult, config.weight_decay)
     optimizer = torch.optim.SGD(groups, lr=lr, momentum=config.momentum)
     start = _resume(state_path, key, net, optimizer)
-    batch = tu.per_rank_batch(config.batch_size, dist)
-    loader = tu.train_loader(data[0], batch, dist, ctx.seed, ctx.num_workers)
-    name = variant_name(lr, mult)
-    for epoch in range(start, config.epochs):
-        tu.seed_epoch(ctx.seed, epoch, dist)
-        loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
-        tu.set_epoch_lr(optimizer, epoch, config.milestones, config.gamma)
-        desc = f"{name} epoch {epoch + 1}/{config.epochs}"
-        loss = _train_epoch(model, optimizer, loader, dist, ctx.progress, desc)
-        LOG.info("semisup %s epoch %d/%d: loss %.4f", name, epoch + 1, config.epochs, loss)
-        state = {"format": STATE_FORMAT, "key": key, "epoch": epoch + 1, "model": tu.cpu_state(net),
+
+    def after_epoch(done: int, loss: float) -> None:
+        state = {"format": STATE_FORMAT, "key": key, "epoch": done, "model": cpu_state(net),
                  "optimizer": optimizer.state_dict()}
-        tu.save_state(state_path, state, dist)
-    val = tu.val_loader(data[1], config.eval_batch_size, dist, ctx.num_workers)
-    return evaluate(net, val, dist, ctx.progress), dist
+        save_state(state_path, state, dist)
+
+    loader = train_loader(data[0], per_rank_batch(config.batch_size, dist), dist, ctx.seed, ctx.num_workers)
+    plan = loop.EpochPlan(config.epochs, config.milestones, config.gamma, ctx.seed, variant_name(lr, mult),
+                          ctx.progress)
+    loop.train_epochs(model, lambda images, target: F.cross_entropy(model(images), target), optimizer,
+                      loader, plan, start, dist, after_epoch)
+    val = val_loader(data[1], config.eval_batch_size, dist, ctx.num_workers)
+    metrics = loop.evaluate(net, lambda images: {"net": net(images)}, ("net",), val, dist, ctx.progress,
+                            "semisup eval")
+    return metrics["net"], dist
 
 
 def _param_groups(net: FineTuneNet, lr: float, head_lr_mult: float, weight_decay: float) -> list[dict]:
@@ -269,44 +272,10 @@ def _param_groups(net: FineTuneNet, lr: float, head_lr_mult: float, weight_decay
 
 
 def _resume(path: Path, key: str, net: nn.Module, optimizer: torch.optim.Optimizer) -> int:
-    state = tu.load_state(path, key)
+    state = load_state(path, key)
     if state is None:
         return 0
     net.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     LOG.info("resuming fine-tuning from %s after epoch %d", path, state["epoch"])
     return int(state["epoch"])
-
-
-def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: torch.utils.data.DataLoader,
-                 dist: tu.DistInfo, progress: bool, desc: str) -> float:
-    model.train()
-    total, steps = torch.zeros((), device=dist.device), 0
-    for images, target in tqdm(loader, desc=desc, disable=not (progress and dist.is_main), leave=False):
-        images = images.to(dist.device, non_blocking=True)
-        target = target.to(dist.device, non_blocking=True)
-        loss = F.cross_entropy(model(images), target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total += loss.detach()
-        steps += 1
-    return float(total) / max(steps, 1)
-
-
-def evaluate(net: nn.Module, loader: torch.utils.data.DataLoader, dist: tu.DistInfo, progress: bool,
-             ) -> dict[str, float]:
-    """Top-1 / top-5 (percent) over the whole split, counts summed over ranks."""
-    net.eval()
-    counts = torch.zeros(2, device=dist.device)
-    seen = torch.zeros((), device=dist.device)
-    with torch.no_grad():
-        bar = tqdm(loader, desc="semisup eval", disable=not (progress and dist.is_main), leave=False)
-        for images, target in bar:
-            images, target = images.to(dist.device), target.to(dist.device)
-            counts += tu.topk_correct(net(images), target)
-            seen += target.numel()
-    counts, total = tu.reduce_sum(counts, dist).cpu(), float(tu.reduce_sum(seen, dist))
-    if total == 0:
-        raise ValueError("the validation split is empty")
-    return {"top1": 100.0 * float(counts[0]) / total, "top5": 100.0 * float(counts[1]) / total}

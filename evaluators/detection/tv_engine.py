@@ -13,7 +13,6 @@ to integers as torchvision's AnchorGenerator does; no aspect-ratio grouping of b
 
 from __future__ import annotations
 
-import bisect
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from tqdm import tqdm
 
 from dcbench.fileio import atomic_write
+from dcbench.optim import split_norm_params, step_factor
 from evaluators.detection.configs import Inputs, PreciseBN, Solver
 from evaluators.detection.tv_data import TestDataset, TrainDataset, TrainKey, collate, train_batches
 
@@ -62,27 +62,18 @@ class Prediction:
 
 def lr_factor(solver: Solver, it: int) -> float:
     """detectron2 WarmupMultiStepLR: gamma**(#steps passed), linear warmup from warmup_factor."""
-    value = solver.gamma ** bisect.bisect_right(solver.steps, it)
+    value = step_factor(it, solver.steps, solver.gamma)
     if it >= solver.warmup_iters:
         return value
     alpha = it / solver.warmup_iters
-    start = solver.warmup_factor * solver.gamma ** bisect.bisect_right(solver.steps, 0)
-    end = solver.gamma ** bisect.bisect_right(solver.steps, solver.warmup_iters)
+    start = solver.warmup_factor * step_factor(0, solver.steps, solver.gamma)
+    end = step_factor(solver.warmup_iters, solver.steps, solver.gamma)
     return start * (1.0 - alpha) + end * alpha
-
-
-NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
 
 
 def param_groups(model: nn.Module, solver: Solver) -> list[dict[str, object]]:
     """Norm-layer parameters get WEIGHT_DECAY_NORM, the rest WEIGHT_DECAY (detectron2's groups)."""
-    norm, other, seen = [], [], set()
-    for module in model.modules():
-        for p in module.parameters(recurse=False):
-            if not p.requires_grad or id(p) in seen:
-                continue
-            seen.add(id(p))
-            (norm if isinstance(module, NORM_TYPES) else other).append(p)
+    other, norm = split_norm_params(model)
     return [{"params": other, "weight_decay": solver.weight_decay},
             {"params": norm, "weight_decay": solver.weight_decay_norm}]
 

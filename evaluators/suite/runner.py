@@ -6,7 +6,6 @@ raises is recorded as `failed` with the error, and the others still run.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 import traceback
@@ -23,7 +22,7 @@ from dcbench.datasets.common import DatasetMissingError
 from dcbench.results import Provenance, ResultRow, ResultStore, Status, rows_from_measurements, status_row
 from evaluators.suite.registry import EVALUATORS, BenchmarkSpec
 
-LOG = logging.getLogger("deepcluster_bench")
+LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -48,9 +47,14 @@ class Outcome:
     reason: str | None
 
 
+def benchmark_dir(work_dir: Path, name: str) -> Path:
+    """Benchmark `name`'s own folder under the run's work folder (its ctx.work_dir)."""
+    return work_dir / "benchmarks" / name
+
+
 def _context(name: str, settings: SuiteSettings) -> RunContext:
     return RunContext(
-        work_dir=settings.work_dir / "benchmarks" / name,
+        work_dir=benchmark_dir(settings.work_dir, name),
         cache_dir=settings.work_dir / "feature_cache",
         device=settings.device, seed=settings.seed, num_workers=settings.num_workers,
         num_gpus=settings.num_gpus,
@@ -64,8 +68,6 @@ def _run_one(name: str, spec: BenchmarkSpec, backbone: Backbone, settings: Suite
         config_hash=config_hash(config), seed=settings.seed, git_sha=settings.git_sha,
         pretrain_config=backbone.pretrain_config,
     )
-    if spec.run is None:
-        return [status_row(prov, "skipped", f"not implemented yet: {spec.note}")]
     torch.manual_seed(settings.seed)
     try:
         measurements = spec.run(backbone, settings.data_root, config, _context(name, settings))
@@ -105,7 +107,3 @@ def format_summary(outcomes: Sequence[Outcome]) -> str:
         reason = (o.reason or "").splitlines()[0][:100] if o.reason else ""
         lines.append(f"{o.benchmark:<{width}}  {o.status:<7} {o.rows:>5}  {o.seconds:7.1f}  {reason}")
     return "\n".join(lines)
-
-
-def as_dict(outcome: Outcome) -> dict[str, object]:
-    return dataclasses.asdict(outcome)

@@ -18,7 +18,9 @@ at the same cost choice (metrics `mAP_min`, `mAP_max`, `mAP_std`):
   (one positive cannot be split), so k=1 has no `clean` row.
 Every layer is evaluated; the tables show the full SVM's best layer at every k (the page's one
 Best Layer column) and the best layer per k as a labelled extra row (reports.tables).
-A PNG of mAP against k (every layer, both variants) is written to the work folder.
+The evaluator writes rows and per-layer details only; the PNG of mAP against k (every layer, both
+variants) is drawn from the rows by `reports.plots.lowshot_layers_plot` (run_all writes it into
+this benchmark's work folder).
 
 Speed: the trainval Gram matrix is split once per layer (`Kernel.build`: float64 top eigenpairs +
 float32 remainder); every (sample, class) training set restricts that split (`Kernel.restrict`,
@@ -55,19 +57,19 @@ from evaluators.svm.common import (
 )
 from evaluators.svm.data import TRANSFORM_SOURCE, load_voc07_features
 from evaluators.svm.linalg import Kernel
-from evaluators.svm.plot import plot_lowshot
+from evaluators.svm.reference import LOWSHOT_K_VALUES
 from evaluators.svm.samples import SOURCE as SAMPLES_SOURCE
 from evaluators.svm.samples import LowShotSamples, load_or_draw
 from evaluators.svm.solver import SolverSettings, solve_path
 
-LOG = logging.getLogger("deepcluster_bench")
+LOG = logging.getLogger(__name__)
 SAMPLES_FILE = "voc07_lowshot_samples.json"
 
 
 @dataclass(frozen=True)
 class Config:
     layers: tuple[str, ...] = LAYERS
-    k_values: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 96)
+    k_values: tuple[int, ...] = LOWSHOT_K_VALUES
     num_samples: int = 5
     sample_seed: int = 0
     costs: tuple[float, ...] = REFERENCE_COSTS
@@ -243,14 +245,13 @@ def run(backbone: Backbone, data_root: Path, config: Config, ctx: RunContext) ->
     if not samples.k_values:
         raise ValueError(f"no low-shot k in {config.k_values} can be drawn from this VOC07 trainval: "
                          + "; ".join(f"k={k}: {why}" for k, why in samples.skipped.items()))
-    rows, curves = [], {}
+    rows = []
     for layer in config.layers:
         results = evaluate_layer(feats.train[layer], feats.test[layer], feats.test_labels, samples, config)
         details = _details(layer, results, samples, config)
         atomic_write_text(ctx.work_dir / f"voc07_lowshot_{layer}.json", details)
-        curves[layer] = {k: summarize(r) for k, r in results.items()}
         for k, result in results.items():
-            LOG.info("voc07_lowshot %s k=%d: reference %.2f clean %s", layer, k, *curves[layer][k])
+            ref, clean = summarize(result)
+            LOG.info("voc07_lowshot %s k=%d: reference %.2f clean %s", layer, k, ref, clean)
             rows += measurements(layer, k, result)
-    plot_lowshot(curves, ctx.work_dir / "voc07_lowshot_map_vs_k.png")
     return rows

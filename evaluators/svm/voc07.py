@@ -45,7 +45,7 @@ from evaluators.svm.common import (
 from evaluators.svm.data import TRANSFORM_SOURCE, load_voc07_features
 from evaluators.svm.solver import SolverSettings, solve_path
 
-LOG = logging.getLogger("deepcluster_bench")
+LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

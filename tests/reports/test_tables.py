@@ -241,3 +241,13 @@ def test_every_table_ends_with_the_published_row(tables: dict[str, Table]) -> No
     notes = " ".join(tables["voc_svm"].notes)
     assert "protocol differences from the published run that remain" in notes and "29.73" in notes
     assert "no published value" in " ".join(tables["linear_inat18"].notes)
+
+
+def test_every_registered_table_is_rendered_and_the_constants_are_the_evaluators() -> None:
+    from dcbench.backbone import LAYERS as BACKBONE_LAYERS
+    from evaluators.suite.registry import EVALUATORS
+    from evaluators.svm.lowshot import Config as LowShotConfig
+    from reports.tables import LAYERS, LOWSHOT_KS, TABLE_IDS
+
+    assert {spec.table for spec in EVALUATORS.values()} <= set(TABLE_IDS)
+    assert LAYERS == BACKBONE_LAYERS and LOWSHOT_KS == LowShotConfig().k_values

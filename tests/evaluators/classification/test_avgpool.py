@@ -8,7 +8,7 @@ import torch
 from dcbench.backbone import Backbone, build_resnet50
 from dcbench.config import replace
 from evaluators.classification import avgpool as linear_avgpool
-from evaluators.classification import linear
+from evaluators.classification import linear, loop
 
 
 @pytest.fixture(scope="module")
@@ -64,12 +64,12 @@ def test_last_and_best_epoch_are_distinct_rows(
     per_epoch = iter([30.0, 55.0, 40.0])
     calls: list[int] = []
 
-    def fake_evaluate(taps, heads, loader, layers, dist, progress):
+    def fake_evaluate(model, logits_of, names, loader, dist, progress, desc):
         calls.append(1)
         top1 = next(per_epoch)
-        return {name: {"top1": top1, "top5": top1 + 10} for name in layers}
+        return {name: {"top1": top1, "top5": top1 + 10} for name in names}
 
-    monkeypatch.setattr(linear, "evaluate", fake_evaluate)
+    monkeypatch.setattr(loop, "evaluate", fake_evaluate)  # the shared loop's val, as fit_probe calls it
     rows = {r.metric: r.value for r in linear_avgpool.run(backbone, cls_data_root, cfg, make_ctx(tmp_path))}
     assert len(calls) == 3  # once per epoch; the last epoch's evaluation is not repeated
     assert (rows["top1"], rows["top5"]) == (40.0, 50.0)  # last epoch

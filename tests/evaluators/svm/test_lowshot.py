@@ -114,7 +114,7 @@ def test_run_on_tiny_voc(tmp_path: Path) -> None:
     assert all(r.value == 0.0 for r in one_sample)  # num_samples=1: no spread
     details = json.loads((ctx.work_dir / "voc07_lowshot_feature5.json").read_text())
     assert set(details["k"]["2"]["reference"]) == {"mAP", "mAP_min", "mAP_max", "mAP_std"}
-    assert (ctx.work_dir / "voc07_lowshot_map_vs_k.png").stat().st_size > 1000
+    assert not list(ctx.work_dir.glob("*.png"))  # the plot is drawn by reports from the rows
 
 
 def test_min_max_std_over_the_samples_at_the_reference_cost_choice() -> None:
