@@ -40,6 +40,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--num-gpus", type=int, default=1, help="passed to detectron2's launcher")
     p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--det-engine", choices=("auto", "mmdet", "detectron2"), default="auto",
+                   help="detection engine: mmdet (the page's configs) or detectron2 (MoCo's protocol); "
+                        "auto = detectron2 where importable, else mmdet")
     return p.parse_args(argv)
 
 
@@ -98,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = SuiteSettings(
         data_root=data_root, work_dir=args.work_dir, model=_model_name(args, ckpt),
         tiny=args.tiny, seed=args.seed, device=torch.device(args.device), git_sha=git_sha(),
-        num_workers=args.num_workers, num_gpus=args.num_gpus,
+        num_workers=args.num_workers, num_gpus=args.num_gpus, det_engine=args.det_engine,
     )
     store = ResultStore(args.results or args.work_dir / "results.jsonl")
     outcomes = run_suite(names, backbone, settings, store)

@@ -94,6 +94,29 @@ class Sobel(nn.Module):
         return nn.functional.conv2d(g, self.sobel, self.sobel_bias, padding=1)
 
 
+class SobelInputMixin:
+    """Put the fixed `Sobel` filter in front of an OpenMMLab ResNet with a 2-channel conv1.
+
+    Mix in before the ResNet class (``class SobelResNet(SobelInputMixin, ResNet)``): the filter sees
+    exactly what the backbone is given (the normalised, padded image), as MMSelfSup 1.x's
+    `ResNetSobel` and `FeatureTaps` apply it.  Its weights are non-persistent buffers: no
+    parameters and no state-dict keys, so the state dict is exactly a 2-channel ResNet's.
+    """
+
+    SOBEL_CHANNELS = 2
+
+    def __init__(self, in_channels: int = SOBEL_CHANNELS, **kwargs: object) -> None:
+        if in_channels != self.SOBEL_CHANNELS:
+            raise ValueError(f"{type(self).__name__} takes the {self.SOBEL_CHANNELS} Sobel channels in "
+                             "conv1, "
+                             f"not in_channels={in_channels}")
+        super().__init__(in_channels=in_channels, **kwargs)  # type: ignore[call-arg]
+        self.sobel = Sobel()
+
+    def forward(self, x: torch.Tensor) -> object:
+        return super().forward(self.sobel(x))  # type: ignore[misc]
+
+
 def build_resnet50(sobel: bool = False) -> torchvision.models.ResNet:
     """A randomly initialised torchvision ResNet-50 with `fc` removed (Identity).
 

@@ -18,16 +18,17 @@ from reports.published import Published, load_published, published_note
 from reports.tables import (
     AVGPOOL_BEST,
     DASH,
+    ENGINE_MARKS,
     LAST_EPOCH_MARK,
     SPECS,
-    TORCHVISION_MARK,
     TableSpec,
     _pick,
     current_rows,
     fmt,
 )
 
-_NUMBER = re.compile(rf"(-?\d+(?:\.\d+)?)[{TORCHVISION_MARK}{LAST_EPOCH_MARK}]*")  # a value, then its marks
+_MARKS = "".join(ENGINE_MARKS.values()) + LAST_EPOCH_MARK
+_NUMBER = re.compile(rf"(-?\d+(?:\.\d+)?)[{_MARKS}]*")  # a value, then its marks
 LABEL_COLUMNS = 2  # Model, Config
 
 

@@ -28,6 +28,8 @@ from reports.published import Published, load_published, published_note
 DASH = "–"  # en dash: no result
 NO_CONFIG = "-"
 TORCHVISION_MARK = "†"
+DETECTRON2_MARK = "‡"
+ENGINE_MARKS = {"torchvision": TORCHVISION_MARK, "detectron2": DETECTRON2_MARK}  # mmdet (the page's): none
 LOWSHOT_COLUMNS = tuple(f"k={k}" for k in LOWSHOT_KS)
 LINEAR_COLUMNS = ("Model", "Config", "Feature1", "Feature2", "Feature3", "Feature4", "Feature5", "AvgPool")
 SEMISUP_FRACTIONS = ((N.SEMISUP_1PCT, "1%"), (N.SEMISUP_10PCT, "10%"))
@@ -37,9 +39,14 @@ COCO_METRICS = (
     ("mAP(Mask)", "segm_AP"), ("AP50(Mask)", "segm_AP50"), ("AP75(Mask)", "segm_AP75"),
 )
 TORCHVISION_FOOTNOTE = (
-    f"{TORCHVISION_MARK} Measured with the embedded torchvision detection engine (engine `torchvision`), "
-    "not with detectron2: not comparable with detectron2 numbers such as the reference's."
+    f"{TORCHVISION_MARK} Measured with the retired embedded torchvision detection engine (engine "
+    "`torchvision`): not comparable with mmdetection or detectron2 numbers such as the reference's."
 )
+DETECTRON2_FOOTNOTE = (
+    f"{DETECTRON2_MARK} Measured with detectron2 and MoCo's protocol (engine `detectron2`), not with the "
+    "page's mmdetection configs: compare with MoCo / detectron2 numbers; unmarked values are mmdetection's."
+)
+ENGINE_FOOTNOTES = {TORCHVISION_MARK: TORCHVISION_FOOTNOTE, DETECTRON2_MARK: DETECTRON2_FOOTNOTE}
 LOWSHOT_NOTE = (
     "**k=1 … k=96**: VOC07 low-shot SVM mAP (mean over the independent samples: 5 in the protocol, "
     "2 in the `tiny` config) with k positive images per class, at the **Best Layer** of the full SVM for "
@@ -98,12 +105,12 @@ def current_rows(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def fmt(value: object, engine: object = None, mark_engine: bool = False) -> str:
-    """Two decimals, `–` for no value, `†` after values from the torchvision engine."""
+    """Two decimals, `–` for no value; with `mark_engine`, a mark after values not from mmdetection."""
     if value is None or pd.isna(value):
         return DASH
     text = f"{float(value):.2f}"
-    if mark_engine and engine == "torchvision":
-        text += TORCHVISION_MARK
+    if mark_engine and isinstance(engine, str):
+        text += ENGINE_MARKS.get(engine, "")
     return text
 
 
@@ -374,9 +381,9 @@ def build_table(spec: TableSpec, rows: pd.DataFrame, published: Published | None
         records += [("published", cells) for _, cells in spec.records(published.rows, published.label, False)]
         notes.append(published_note(published, spec.table_id, spec.benchmarks))
     frame = pd.DataFrame([cells for _, cells in records], columns=list(spec.columns), dtype=object)
-    marked = any(TORCHVISION_MARK in cell for _, cells in records for cell in cells[2:])
-    return Table(spec.table_id, frame, tuple(notes), (TORCHVISION_FOOTNOTE,) if marked else (),
-                 tuple(kind for kind, _ in records))
+    footnotes = tuple(note for mark, note in ENGINE_FOOTNOTES.items()
+                      if any(mark in cell for _, cells in records for cell in cells[2:]))
+    return Table(spec.table_id, frame, tuple(notes), footnotes, tuple(kind for kind, _ in records))
 
 
 def build_tables(frame: pd.DataFrame, published: Published | None = None, with_published: bool = True,

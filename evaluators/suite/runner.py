@@ -36,6 +36,7 @@ class SuiteSettings:
     git_sha: str
     num_workers: int = 0
     num_gpus: int = 1
+    det_engine: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def _context(name: str, settings: SuiteSettings) -> RunContext:
         work_dir=benchmark_dir(settings.work_dir, name),
         cache_dir=settings.work_dir / "feature_cache",
         device=settings.device, seed=settings.seed, num_workers=settings.num_workers,
-        num_gpus=settings.num_gpus,
+        num_gpus=settings.num_gpus, det_engine=settings.det_engine,
     )
 
 

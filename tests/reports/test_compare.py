@@ -33,7 +33,7 @@ def _store(path: Path) -> Path:
 def test_difference_only_between_numbers() -> None:
     assert difference("75.00", "74.26") == "+0.74" and difference("40.00†", "41.00") == "-1.00"
     assert difference("–", "74.26") == "–" and difference("feature5", "feature5") == "–"
-    assert difference("20.00ˡ", "46.92") == "-26.92"
+    assert difference("20.00ˡ", "46.92") == "-26.92" and difference("50.00‡", "49.00") == "+1.00"
     assert difference("1% data, lr0.01_head1, 1 setting", "1% data, lr0.01_head1, 1 setting") == "–"
 
 

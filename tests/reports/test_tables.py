@@ -9,6 +9,7 @@ from dcbench.results import COLUMNS, Measurement, Provenance, ResultRow, rows_fr
 from reports.published import load_published
 from reports.tables import (
     DASH,
+    DETECTRON2_FOOTNOTE,
     LAST_EPOCH_MARK,
     LOWSHOT_KS,
     PER_K_LABEL,
@@ -69,7 +70,7 @@ def sample_rows() -> list[ResultRow]:
         # superseded by the newer row of the same key
         + _rows("dc", "seg_cityscapes", [Measurement("cityscapes", "mIoU", 1.0)], t0)
         + _rows("mocov2", "voc07_svm", [Measurement("voc07", "mAP", 80.0, layer="feature5")], t0, SHA_B, None)
-        + _rows("mocov2", "det_voc0712", [Measurement("voc0712", m, v, variant="mean", engine="detectron2")
+        + _rows("mocov2", "det_voc0712", [Measurement("voc0712", m, v, variant="mean", engine="mmdet")
                                           for m, v in (("AP", 50.0), ("AP50", 70.0))], t0, SHA_B, None)
     )
     prov = Provenance(model="dc", checkpoint_sha256=SHA_A, benchmark="seg_voc12aug", config_hash="c",
@@ -193,13 +194,13 @@ def test_semisup_one_setting_is_labelled_as_no_selection() -> None:
     assert (row["Top-1 (%)"], row["Top-5 (%)"]) == ("12.00", "33.00")
 
 
-def test_detection_mean_row_and_torchvision_footnote(tables: dict[str, Table]) -> None:
+def test_detection_marks_only_engines_other_than_the_pages_mmdet(tables: dict[str, Table]) -> None:
     det = tables["det_voc0712"]
     assert (_row(det, "dc")["mAP"], _row(det, "dc")["AP50"]) == ("40.50†", "60.50†")
     assert (_row(det, "mocov2")["mAP"], _row(det, "mocov2")["AP50"]) == ("50.00", "70.00")
     assert det.footnotes == (TORCHVISION_FOOTNOTE,)
     coco = tables["det_coco"]
-    assert _row(coco, "dc")["AP75(Mask)"] == "35.00" and coco.footnotes == ()
+    assert _row(coco, "dc")["AP75(Mask)"] == "35.00‡" and coco.footnotes == (DETECTRON2_FOOTNOTE,)
 
 
 def test_latest_row_wins_and_newest_checkpoint_per_model(tables: dict[str, Table]) -> None:

@@ -3,7 +3,7 @@
 (function () {
   "use strict";
   function key(cell) {
-    var text = cell.textContent.trim().replace(/[\u2020*]+$/, "");
+    var text = cell.textContent.trim().replace(/[\u2020\u2021\u02e1*]+$/, "");
     var num = parseFloat(text);
     return isNaN(num) || !/^[-+]?[0-9.]+(e[-+]?[0-9]+)?$/i.test(text) ? { num: null, text: text } : { num: num, text: text };
   }

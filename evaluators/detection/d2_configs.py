@@ -1,4 +1,4 @@
-"""Frozen configs of the two detection benchmarks, with the source of every reference value.
+"""The detectron2 engine's protocol (MoCo's): frozen configs with the source of every reference value.
 
 Sources (abbreviations used in the comments below):
   MOCO-BASE  MoCo detection/configs/Base-RCNN-C4-BN.yaml
@@ -13,16 +13,13 @@ MOCO-BASE's first version (and MMSelfSup's copy of it) sets RESNETS.NORM "SyncBN
 commit (d00ef73, "use naiveSyncBN for moco") switched it to "naiveSyncBN". Both are synchronised
 BatchNorm; we keep "SyncBN" as MMSelfSup (whose model-zoo page we reproduce) does.
 
-The embedded torchvision engine reads the same fields; where it cannot follow one exactly it says
-so in evaluators/detection/tv_engine.py.
+The page's own protocol (mmdetection configs) is in mm_configs.py; a benchmark's Config holds both.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
-
-Engine = Literal["auto", "detectron2", "torchvision"]
 
 RGB_MEAN = (123.675, 116.28, 103.53)  # MOCO-VOC / MSS-FPN MODEL.PIXEL_MEAN (RGB, 0-255)
 RGB_STD = (58.395, 57.12, 57.375)  # MOCO-VOC / MSS-FPN MODEL.PIXEL_STD
@@ -119,7 +116,7 @@ class PreciseBN:
 
 
 @dataclass(frozen=True)
-class VOCDetConfig:
+class D2VOCProtocol:
     """det_voc0712: Faster R-CNN R50-C4, VOC07+12 trainval -> VOC07 test (MoCo's protocol)."""
 
     source: str = "MoCo detection/configs/pascal_voc_R_50_C4_24k_moco.yaml; detectron2 defaults"
@@ -131,12 +128,10 @@ class VOCDetConfig:
     solver: Solver = Solver()
     model: Model = Model()
     precise_bn: PreciseBN = PreciseBN()
-    engine: Engine = "auto"  # detectron2 when importable, else the embedded torchvision engine
-    tv_micro_batch: int = 4  # torchvision engine only: images per forward (gradients accumulate)
 
 
 @dataclass(frozen=True)
-class COCODetConfig:
+class D2COCOProtocol:
     """det_coco: Mask R-CNN R50-FPN 1x on COCO2017 train -> val (MoCo's protocol)."""
 
     source: str = "MMSelfSup configs/benchmarks/detectron2/coco_R_50_FPN_1x_moco.yaml; detectron2"
@@ -155,11 +150,9 @@ class COCODetConfig:
         roi=ROIHeads(box_pooler_resolution=7, box_num_fc=2),  # D2-FPN
     )
     precise_bn: PreciseBN = PreciseBN()
-    engine: Engine = "auto"
-    tv_micro_batch: int = 4
 
 
-DetConfig = VOCDetConfig | COCODetConfig
+D2Protocol = D2VOCProtocol | D2COCOProtocol
 
 # CI-sized variants: same architecture and protocol, ~64-96 px images, a handful of iterations,
 # fewer RoIs (the C4 res5 head runs once per RoI, the dominant cost on a CPU).
@@ -168,14 +161,14 @@ _TINY_SOLVER = Solver(ims_per_batch=2, base_lr=0.01, max_iter=4, steps=(3,), war
                       checkpoint_period=1000)
 _TINY_PRECISE_BN = PreciseBN(num_iter=2)
 
-TINY_VOC = VOCDetConfig(
+TINY_D2_VOC = D2VOCProtocol(
     trials=1, inputs=_TINY_INPUTS, solver=_TINY_SOLVER, precise_bn=_TINY_PRECISE_BN,
     model=Model(
         rpn=RPN(pre_nms_topk_train=300, post_nms_topk_train=64, pre_nms_topk_test=300, post_nms_topk_test=32),
         roi=ROIHeads(batch_size_per_image=32, detections_per_image=50, box_pooler_resolution=8),
     ),
 )
-TINY_COCO = COCODetConfig(
+TINY_D2_COCO = D2COCOProtocol(
     trials=1, inputs=_TINY_INPUTS, solver=_TINY_SOLVER, precise_bn=_TINY_PRECISE_BN,
     model=Model(
         arch="FPN", fpn_norm="SyncBN", res5_extra_norm=False, mask_on=True,
