@@ -4,6 +4,7 @@
 `reports.tables.build_tables(frame)`, `reports.render.render_readme(results, readme, init=False)`,
 `reports.render.check_readme(results, readme)`, `reports.plots.lowshot_plot(frame, out_png)` and
 `reports.plots.lowshot_layers_plot(frame, model, out_png)` (the project's one plotting home for
-benchmark results). Reports import constants from `dcbench` and `evaluators` (names, layers, k
-values); nothing below imports `reports`.
+benchmark results), `reports.published.load_published()` (the `published` rows),
+`reports.compare.compare(frame, model)` (`python -m reports --compare MODEL`). Reports import
+constants from `dcbench` and `evaluators` (names, layers, k values); nothing below imports `reports`.
 """

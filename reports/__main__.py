@@ -1,9 +1,11 @@
-"""python -m reports [--results results/results.jsonl] [--readme README.md] [--check | --init] [--plot PNG]
-                  [--html DIR [--pretrain-log [NAME=]LOG.jsonl ...]] [--metafile OUT.yml]
-                  [--csv OUT.csv [--all-rows]]
+"""python -m reports [--results STORE] [--readme README.md] [--check | --init | --compare MODEL] [--plot PNG]
+                   [--html DIR [--pretrain-log [NAME=]LOG.jsonl ...]] [--metafile OUT.yml]
+                   [--csv OUT.csv [--all-rows]]
 
 Renders every table of the reference model-zoo page from the results store into the marked
-blocks of the README. `--html DIR` writes the static leaderboard (open DIR/index.html),
+blocks of the README, each with the `published` row (reports/published/deepcluster.json).
+`--compare MODEL` prints, per table cell, MODEL's value, the published one and the difference, and
+changes nothing. `--html DIR` writes the static leaderboard (open DIR/index.html),
 `--metafile` an OpenMMLab-style metafile, `--csv` the store as CSV; with any of these and no
 `--readme`, the README is left alone. Exit status: 0 done / up to date, 1 README stale (--check),
 2 bad input (missing store or README, malformed markers), each with one line on stderr. Lines of
@@ -33,6 +35,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                       help="render in memory; exit 1 with a unified diff when the README is stale")
     mode.add_argument("--init", action="store_true",
                       help="append the missing tables' headings and markers (creates the README if absent)")
+    mode.add_argument("--compare", metavar="MODEL", default=None,
+                      help="print MODEL's cells beside the published ones and the differences; write nothing")
     p.add_argument("--plot", type=Path, default=None, help="also write the low-shot mAP-vs-k plot here (PNG)")
     p.add_argument("--html", type=Path, default=None, help="write the static HTML leaderboard here")
     p.add_argument("--pretrain-log", action="append", default=[], metavar="[NAME=]LOG",
@@ -113,6 +117,12 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args: argparse.Namespace) -> int:
     try:
         results = _results_path(args)
+        if args.compare is not None:
+            from dcbench.results import ResultStore
+            from reports.compare import compare
+
+            print(compare(ResultStore(results).read(), args.compare))
+            return 0
         if args.check:
             diff = check_readme(results, args.readme)
             if diff:

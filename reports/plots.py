@@ -1,7 +1,7 @@
 """The project's plots, all drawn from the results store (the evaluators only write rows).
 
-`lowshot_plot`: low-shot VOC07 SVM mAP against k, one line per model (best layer per k, as the
-table); `python -m reports --plot PNG`. `lowshot_layers_plot`: one model's curves per layer;
+`lowshot_plot`: low-shot VOC07 SVM mAP against k, one line per model (at the full SVM's best
+layer, as the table); `python -m reports --plot PNG`. `lowshot_layers_plot`: one model's curves per layer;
 run_all writes it to WORK_DIR/benchmarks/voc07_lowshot/voc07_lowshot_map_vs_k.png.
 """
 
@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from dcbench.fileio import atomic_path
 from evaluators.suite import names as N
-from reports.tables import LAYERS, LOWSHOT_KS, current_rows, lowshot_best
+from reports.tables import LAYERS, LOWSHOT_KS, current_rows, lowshot_at_best_layer
 
 VARIANT_STYLES = (("reference", "-", "cost picked on test"), ("clean", "--", "cost by CV"))
 LOWSHOT_LAYERS_PNG = "voc07_lowshot_map_vs_k.png"  # run_all's name for `lowshot_layers_plot`
@@ -37,7 +37,7 @@ def _figure(curves: dict[str, pd.DataFrame]) -> Figure:
     ax.set_xscale("log", base=2)
     ax.set_xticks(list(LOWSHOT_KS), [str(k) for k in LOWSHOT_KS])
     ax.set_xlabel("k (positive images per class)")
-    ax.set_ylabel("VOC07 mAP (%), best layer per k")
+    ax.set_ylabel("VOC07 mAP (%), at the SVM best layer")
     ax.set_title("Low-shot SVM on VOC07")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
@@ -49,11 +49,11 @@ def lowshot_plot(frame: pd.DataFrame, out_png: str | os.PathLike[str]) -> Path:
     """Write the low-shot curves of every model in `frame` (a results-store frame) to `out_png`.
 
     Solid lines: the `reference` variant (cost picked on test, as the reference does); dashed:
-    the `clean` variant. Each point is the best over feature1..5 for that k, as in the table.
+    the `clean` variant. Each point is at the full SVM's best layer, as in the table.
     Raises ValueError when the store holds no low-shot result.
     """
     rows = current_rows(frame)
-    curves = {variant: lowshot_best(rows, variant) for variant, _, _ in VARIANT_STYLES}
+    curves = {variant: lowshot_at_best_layer(rows, variant) for variant, _, _ in VARIANT_STYLES}
     if all(curve.empty for curve in curves.values()):
         raise ValueError("no successful voc07_lowshot rows in the results store: nothing to plot")
     fig = _figure(curves)

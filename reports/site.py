@@ -26,21 +26,12 @@ from markupsafe import Markup
 
 from reports.plots import health_plot, lowshot_plot
 from reports.render import HEADINGS, TEMPLATES
-from reports.tables import DASH, Table, build_tables
+from reports.tables import DASH, SPECS, Table, build_tables
 
 # The benchmarks whose rows fill each table (a missing cell's hover names their last status).
-TABLE_BENCHMARKS: Mapping[str, tuple[str, ...]] = {
-    "voc_svm": ("voc07_svm", "voc07_lowshot"),
-    "voc_lowshot_clean": ("voc07_lowshot",),
-    "linear_imagenet": ("linear_imagenet", "linear_avgpool_imagenet"),
-    "linear_inat18": ("linear_inat18", "linear_avgpool_inat18"),
-    "linear_places205": ("linear_places205", "linear_avgpool_places205"),
-    "semisup": ("semisup_1pct", "semisup_10pct"),
-    "det_voc0712": ("det_voc0712",),
-    "det_coco": ("det_coco",),
-    "seg_voc12aug": ("seg_voc12aug",),
-    "seg_cityscapes": ("seg_cityscapes",),
-}
+TABLE_BENCHMARKS: Mapping[str, tuple[str, ...]] = {spec.table_id: spec.benchmarks for spec in SPECS}
+# Why a `–` cell of a row that is not a store model's (`Table.kinds`) is empty.
+KIND_REASONS: Mapping[str, str] = {"published": "no published value for this cell"}
 PROVENANCE_COLUMNS = (
     "time", "benchmark", "dataset", "layer", "k", "variant", "metric", "value", "status", "reason",
     "engine", "world_size", "checkpoint_sha256", "pretrain_config", "benchmark_version", "config_hash",
@@ -65,6 +56,7 @@ class HtmlTable:
     rows: tuple[tuple[Cell, ...], ...]
     notes: tuple[Markup, ...]
     footnotes: tuple[Markup, ...]
+    kinds: tuple[str, ...] = ()  # per row: ours | extra | published (only `ours` rows sort and link)
 
 
 def model_slug(model: str) -> str:
@@ -99,22 +91,31 @@ def missing_reason(frame: pd.DataFrame, model: str, benchmarks: Sequence[str]) -
 
 
 def html_table(table: Table, frame: pd.DataFrame) -> HtmlTable:
-    """One README table as HTML cells: model names link to their pages, `–` cells get a reason."""
+    """One README table as HTML cells: model names link to their pages, `–` cells get a reason.
+
+    Only a store model's own rows (kind `ours`) link to a model page and look up the store for a
+    missing cell's reason; the `published` row (no store rows) and labelled `extra` rows are plain.
+    """
     models = set(frame["model"].astype(str))
     benchmarks = TABLE_BENCHMARKS.get(table.table_id, ())
+    kinds = table.kinds or ("ours",) * len(table.frame)
     rows = []
-    for record in table.frame.itertuples(index=False, name=None):
+    for kind, record in zip(kinds, table.frame.itertuples(index=False, name=None), strict=True):
         model = str(record[0]).replace("\\|", "|")
-        cells = [Cell(model, href=f"models/{model_slug(model)}.html" if model in models else None)]
+        ours = kind == "ours"
+        cells = [Cell(model, href=f"models/{model_slug(model)}.html" if ours and model in models else None)]
         for value in record[1:]:
             text = str(value).replace("\\|", "|")
-            reason = missing_reason(frame, model, benchmarks) if text == DASH else None
+            reason = None
+            if text == DASH:
+                reason = missing_reason(frame, model, benchmarks) if ours else KIND_REASONS.get(kind)
             cells.append(Cell(text, reason=reason))
         rows.append(tuple(cells))
     heading = HEADINGS.get(table.table_id, (table.table_id,))[-1].lstrip("#").strip().replace("`", "")
     return HtmlTable(
         table.table_id, heading, tuple(str(c) for c in table.frame.columns), tuple(rows),
         tuple(markdown_inline(n) for n in table.notes), tuple(markdown_inline(n) for n in table.footnotes),
+        tuple(kinds),
     )
 
 

@@ -4,7 +4,9 @@ Protocol (MMSelfSup `MultiClsHead`): the backbone stays frozen in eval mode (che
 after every epoch, as MoCo's `sanity_check` does); each MultiPooling feature goes through its own
 BatchNorm without affine parameters and a Linear layer (normal std 0.01, bias 0); all heads train
 together from one backbone forward per batch (the summed cross-entropy); SGD with Nesterov
-momentum and a step schedule; the LAST epoch's top-1 / top-5 on val is reported per layer.
+momentum and a step schedule; the LAST epoch's top-1 / top-5 on val is reported per layer (with
+`val_every_epoch`, as the AvgPool probe, val runs after every epoch and the best epoch's top-1 is
+recorded too, metrics `top1_best_epoch` / `best_epoch`).
 
 `fit_probe` trains the frozen probes with the shared loop (`evaluators.classification.loop`);
 `evaluators.classification.avgpool` uses it with the MoCo AvgPool head. Runs under torchrun
@@ -14,7 +16,7 @@ momentum and a step schedule; the LAST epoch's top-1 / top-5 on val is reported 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,16 +46,25 @@ LOG = logging.getLogger(__name__)
 AVGPOOL_DIM = TAP_SPECS["feature5"].channels
 STATE_FILE = "probe_state.pth"
 STATE_FORMAT = "deepcluster-bench/probe/v1"
+BEST_TOP1, BEST_EPOCH = "top1_best_epoch", "best_epoch"  # val_every_epoch only: best top-1 over epochs
+METRICS = ("top1", "top5", BEST_TOP1, BEST_EPOCH)  # top1 / top5: the last epoch
 
 _MMSELFSUP = "MMSelfSup 1.x configs/benchmarks/classification/"
 _HEAD = (
     " + _base_/models/resnet50_multihead.py (MultiClsHead: SyncBN affine=False momentum 0.1, "
     "Linear normal std 0.01)"
 )
+INTERPOLATION_SOURCE = (
+    "interpolation bilinear, as in the run that produced the published DeepCluster numbers: OpenSelfSup "
+    "configs/benchmarks/linear_classification/imagenet/r50_multihead_sobel.py and MMSelfSup 0.x "
+    "configs/benchmarks/classification/imagenet/resnet50_mhead_linear-8xb32-steplr-90e_in1k.py use "
+    "torchvision's RandomResizedCrop / Resize, bilinear by default; MMSelfSup 1.x uses bicubic "
+    "(interpolation='bicubic' there)"
+)
 SOURCE_IMAGENET = (
     _MMSELFSUP + "imagenet/resnet50_mhead_linear-8xb32-steplr-90e_in1k.py" + _HEAD
-    + "; train: RandomResizedCrop 224 bicubic, flip, ColorJitter 0.4/0.4/0.4/0, Lighting; "
-    "test: ResizeEdge 256 bicubic + CenterCrop 224; batch 32 x 8 GPUs"
+    + "; train: RandomResizedCrop 224, flip, ColorJitter 0.4/0.4/0.4/0, Lighting; "
+    "test: ResizeEdge 256 + CenterCrop 224; batch 32 x 8 GPUs; " + INTERPOLATION_SOURCE
 )
 SOURCE_PLACES205 = (
     _MMSELFSUP + "places205/resnet50_mhead_8xb32-steplr-28e_places205.py" + _HEAD
@@ -86,9 +97,12 @@ class Config:
     batch_size: int = 256  # total over all processes: 32 per GPU x 8 GPUs
     eval_batch_size: int = 256  # per process (evaluation only)
     train_transform: str = "rrc_flip_jitter_lighting"
-    interpolation: str = "bicubic"
+    interpolation: str = "bilinear"  # bilinear | bicubic: INTERPOLATION_SOURCE
     crop_size: int = 224
     resize_size: int = 256
+    # False: val after the last epoch only ("Top-1 result of the last epoch is reported", OpenSelfSup
+    # docs/MODEL_ZOO.md, ImageNet (Multi)); True: val after every epoch, rows add the best epoch's top-1
+    val_every_epoch: bool = False
     source: str = SOURCE_IMAGENET
 
 
@@ -167,19 +181,26 @@ def validate_config(config: Config) -> None:
         raise ValueError(f"bad {type(config).__module__}.Config: " + "; ".join(problems))
 
 
+def transforms(config: Config) -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]]:
+    """(train, eval) image transforms of `config`, with its `interpolation` for every resize."""
+    train = train_transform(config.train_transform, config.crop_size, config.resize_size,
+                            config.interpolation)
+    return train, eval_transform(config.crop_size, config.resize_size, config.interpolation)
+
+
 def run(backbone: Backbone, data_root: Path, config: Config, ctx: RunContext) -> list[Measurement]:
-    """Train the probes of `config.layers` on `config.dataset` and return last-epoch top-1/top-5 rows."""
+    """Train the probes of `config.layers` on `config.dataset`: last-epoch top-1/top-5 rows (and, with
+    `val_every_epoch`, the best top-1 over the epochs and that epoch)."""
     validate_config(config)
     train_list = read_split(data_root, config.dataset, "train")
     val_list = read_split(data_root, config.dataset, "val")
     num_classes = check_classes(train_list, val_list, config.num_classes)
-    train_set = ImageListDataset(train_list.paths, train_list.labels, train_transform(
-        config.train_transform, config.crop_size, config.resize_size, config.interpolation))
-    val_set = ImageListDataset(val_list.paths, val_list.labels, eval_transform(
-        config.crop_size, config.resize_size, config.interpolation))
+    train_tf, val_tf = transforms(config)
+    train_set = ImageListDataset(train_list.paths, train_list.labels, train_tf)
+    val_set = ImageListDataset(val_list.paths, val_list.labels, val_tf)
     metrics = fit_probe(backbone, config, num_classes, train_set, val_set, ctx)
     return [Measurement(dataset=config.dataset, metric=metric, value=metrics[name][metric], layer=name)
-            for name in config.layers for metric in ("top1", "top5")]
+            for name in config.layers for metric in METRICS if metric in metrics[name]]
 
 
 def param_groups(module: nn.Module, lr: float, weight_decay: float, norm_weight_decay: float) -> list[dict]:
@@ -206,7 +227,8 @@ def fit_probe(
     )
     path = ctx.work_dir / STATE_FILE
     key = f"{config_hash(config)}:{backbone.sha256}:{ctx.seed}"
-    start, metrics = _resume(path, key, heads, optimizer)
+    start, metrics, history = _resume(path, key, heads, optimizer)
+    eval_loader = val_loader(val_set, config.eval_batch_size, dist, ctx.num_workers)
 
     def loss_of(images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -214,36 +236,57 @@ def fit_probe(
         logits = model(feats)
         return torch.stack([F.cross_entropy(logits[name], target) for name in config.layers]).sum()
 
+    def validate() -> dict[str, dict[str, float]]:
+        return loop.evaluate(heads, lambda images: heads(taps(images, config.layers)), config.layers,
+                             eval_loader, dist, ctx.progress, "probe eval")
+
     def after_epoch(done: int, loss: float) -> None:
         assert_backbone_unchanged(taps.resnet, backbone.state_dict)
-        save_state(path, _state(key, done, heads, optimizer, None), dist)
+        if config.val_every_epoch:  # the per-epoch val metrics behind the best-epoch rows
+            history.append(validate())
+        save_state(path, _state(key, done, heads, optimizer, None, history), dist)
 
     loader = train_loader(train_set, per_rank_batch(config.batch_size, dist), dist, ctx.seed, ctx.num_workers)
     plan = loop.EpochPlan(config.epochs, config.milestones, config.gamma, ctx.seed, f"{config.dataset} probe",
                           ctx.progress)
     loop.train_epochs(model, loss_of, optimizer, loader, plan, start, dist, after_epoch)
     if metrics is None:
-        eval_loader = val_loader(val_set, config.eval_batch_size, dist, ctx.num_workers)
-        metrics = loop.evaluate(heads, lambda images: heads(taps(images, config.layers)), config.layers,
-                                eval_loader, dist, ctx.progress, "probe eval")
-        save_state(path, _state(key, config.epochs, heads, optimizer, metrics), dist)
+        done = config.val_every_epoch and len(history) == config.epochs
+        last = history[-1] if done else validate()
+        metrics = with_best_epoch(last, history) if config.val_every_epoch else last
+        save_state(path, _state(key, config.epochs, heads, optimizer, metrics, history), dist)
     return metrics
 
 
+EpochMetrics = Mapping[str, Mapping[str, float]]  # head -> {"top1": ..., "top5": ...}
+
+
+def with_best_epoch(last: EpochMetrics, history: Sequence[EpochMetrics]) -> dict[str, dict[str, float]]:
+    """The last epoch's metrics plus, per head, the best top-1 over the epochs and its (first) epoch."""
+    if not history:
+        raise ValueError("no per-epoch validation metrics to take the best epoch from")
+    out = {name: dict(values) for name, values in last.items()}
+    for name in out:
+        top1 = [epoch[name]["top1"] for epoch in history]
+        best = max(range(len(top1)), key=lambda i: (top1[i], -i))
+        out[name].update({BEST_TOP1: top1[best], BEST_EPOCH: float(best + 1)})
+    return out
+
+
 def _state(key: str, epoch: int, heads: nn.Module, optimizer: torch.optim.Optimizer,
-           metrics: dict[str, dict[str, float]] | None) -> dict[str, object]:
+           metrics: dict[str, dict[str, float]] | None, history: list) -> dict[str, object]:
     return {"format": STATE_FORMAT, "key": key, "epoch": epoch, "heads": cpu_state(heads),
-            "optimizer": optimizer.state_dict(), "metrics": metrics}
+            "optimizer": optimizer.state_dict(), "metrics": metrics, "history": history}
 
 
 def _resume(path: Path, key: str, heads: nn.Module, optimizer: torch.optim.Optimizer,
-            ) -> tuple[int, dict[str, dict[str, float]] | None]:
+            ) -> tuple[int, dict[str, dict[str, float]] | None, list]:
     state = load_state(path, key)
     if state is None:
         if path.exists():
             LOG.warning("ignoring %s: it was made for another config, checkpoint or seed", path)
-        return 0, None
+        return 0, None, []
     heads.load_state_dict(state["heads"])
     optimizer.load_state_dict(state["optimizer"])
     LOG.info("resuming probe training from %s after epoch %d", path, state["epoch"])
-    return int(state["epoch"]), state.get("metrics")
+    return int(state["epoch"]), state.get("metrics"), list(state.get("history", []))

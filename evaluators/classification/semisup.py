@@ -4,10 +4,13 @@ Protocol (MMSelfSup 1.x `imagenet_1percent/` and `imagenet_10percent/` configs):
 a global-average-pooling Linear head (normal std 0.01, bias 0) are all fine-tuned with SGD
 (momentum 0.9, weight decay on every parameter, the head's lr multiplied by `head{1,10,100}`),
 20 epochs with the lr times 0.2 at epochs 12 and 16, total batch 64 x 4, SyncBN when distributed,
-deterministic. One run executes the whole grid lr x head multiplier; every setting is one variant
-row (`lr0.1_head10`, top1 / top5 of the last epoch on val). A finished setting's result json in
-`ctx.work_dir/<variant>/` is reused; an unfinished one resumes from its per-epoch state. The table
-picks the best setting; `best_setting` does the same for callers.
+deterministic. The settings run are a per-model choice (`Config.settings`): by default the
+reference's for the model, i.e. the grid lr x head multiplier for RGB models and the one setting
+lr 0.01 x head 1 for Sobel (DeepCluster) models, the only Sobel config the references have;
+`settings="grid"` runs the grid for every model. Every setting is one variant row (`lr0.1_head10`,
+top1 / top5 of the last epoch on val). A finished setting's result json in `ctx.work_dir/<variant>/`
+is reused; an unfinished one resumes from its per-epoch state. The table picks the best setting
+(on val, the split it reports, labelled so); `best_setting` does the same for callers.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dcbench.backbone import TAP_SPECS, Backbone, input_filter
+from dcbench.backbone import TAP_SPECS, Backbone
 from dcbench.config import replace, to_dict
 from dcbench.context import RunContext
 from dcbench.datasets.common import ImageListDataset
@@ -39,7 +42,8 @@ LOG = logging.getLogger(__name__)
 RESULT_FILE = "result.json"
 STATE_FILE = "state.pth"
 STATE_FORMAT = "deepcluster-bench/semisup/v1"
-GRID_FIELDS = ("lrs", "head_lr_mults")
+GRID_FIELDS = ("lrs", "head_lr_mults", "settings", "sobel_settings", "settings_source")
+SETTINGS = ("reference", "grid")
 
 _DIR = "MMSelfSup 1.x configs/benchmarks/classification/imagenet/"
 _COMMON = (
@@ -52,6 +56,13 @@ _COMMON = (
 _GRID = "resnet50_head{1,10,100}_4xb64-steplr{1e-1,1e-2,1e-3}-20e_in1k"
 SOURCE_1PCT = _DIR + "imagenet_1percent/" + _GRID + "-1pct.py, wd 5e-4" + _COMMON
 SOURCE_10PCT = _DIR + "imagenet_10percent/" + _GRID + "-10pct.py, wd 1e-4" + _COMMON
+SETTINGS_SOURCE = (
+    "reference: RGB models the 3 x 3 grid (OpenSelfSup configs/benchmarks/semi_classification/"
+    "imagenet_{1,10}percent/r50_lr{0_1,0_01,0_001}_head{1,10,100}.py; MMSelfSup " + _GRID + "); Sobel "
+    "models one setting, lr 0.01 x head 1 (OpenSelfSup .../imagenet_{1,10}percent/r50_lr0_01_head1_sobel.py, "
+    "MMSelfSup " + _DIR + "imagenet_{1,10}percent/resnet50-sobel_4xb64-steplr1e-2-20e_in1k-{1,10}pct.py: "
+    "the only Sobel configs; the DeepCluster rows of OpenSelfSup docs/MODEL_ZOO.md name it)"
+)
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,9 @@ class Config:
     num_classes: int | None = 1000  # None: take the class count from the data (tiny data only)
     lrs: tuple[float, ...] = (0.1, 0.01, 0.001)
     head_lr_mults: tuple[float, ...] = (1.0, 10.0, 100.0)
+    settings: str = "reference"  # reference: the reference's settings for the model; grid: lrs x mults always
+    sobel_settings: tuple[tuple[float, float], ...] = ((0.01, 1.0),)  # (lr, head multiplier), Sobel models
+    settings_source: str = SETTINGS_SOURCE
     epochs: int = 20
     milestones: tuple[int, ...] = (12, 16)
     gamma: float = 0.2
@@ -104,6 +118,13 @@ def grid(config: Config) -> list[tuple[float, float]]:
     return [(lr, mult) for lr in config.lrs for mult in config.head_lr_mults]
 
 
+def settings_for(config: Config, sobel: bool) -> list[tuple[float, float]]:
+    """The (lr, head multiplier) settings to run for a model: the reference's for it, or the grid."""
+    if config.settings == "reference" and sobel:
+        return [(float(lr), float(mult)) for lr, mult in config.sobel_settings]
+    return grid(config)
+
+
 def best_setting(rows: Sequence[Measurement]) -> str:
     """The variant with the highest top-1 (ties: higher top-5, then the first in row order)."""
     top1 = {m.variant: m.value for m in rows if m.metric == "top1" and m.variant is not None}
@@ -125,7 +146,7 @@ class FineTuneNet(nn.Module):
 
     def __init__(self, backbone: Backbone, num_classes: int) -> None:
         super().__init__()
-        self.input_filter = input_filter(backbone.sobel)
+        self.input_filter = backbone.input_filter()  # the fixed Sobel filter or the checkpoint's own
         self.trunk = backbone.build_resnet()
         self.trunk.avgpool = GlobalMeanPool()
         self.head = nn.Linear(TAP_SPECS["feature5"].channels, num_classes)
@@ -142,6 +163,10 @@ def validate_config(config: Config) -> None:
         problems.append(f"subset must be '1percent' or '10percent', got {config.subset!r}")
     if not config.lrs or not config.head_lr_mults:
         problems.append("the grid (lrs x head_lr_mults) must not be empty")
+    if config.settings not in SETTINGS:
+        problems.append(f"settings must be one of {SETTINGS}, got {config.settings!r}")
+    if not config.sobel_settings or any(len(pair) != 2 for pair in config.sobel_settings):
+        problems.append(f"sobel_settings must be (lr, head multiplier) pairs, got {config.sobel_settings!r}")
     if config.epochs < 1 or config.batch_size < 1 or config.eval_batch_size < 1:
         problems.append("epochs, batch_size and eval_batch_size must be positive")
     if problems:
@@ -149,7 +174,7 @@ def validate_config(config: Config) -> None:
 
 
 def run(backbone: Backbone, data_root: Path, config: Config, ctx: RunContext) -> list[Measurement]:
-    """Fine-tune every (lr, head multiplier) setting; two rows (top1, top5) per setting variant."""
+    """Fine-tune the model's (lr, head multiplier) settings; two rows (top1, top5) per setting variant."""
     validate_config(config)
     train_list = read_split(data_root, "imagenet", "train", subset=config.subset)
     val_list = read_split(data_root, "imagenet", "val")
@@ -159,7 +184,7 @@ def run(backbone: Backbone, data_root: Path, config: Config, ctx: RunContext) ->
     val_set = ImageListDataset(val_list.paths, val_list.labels, eval_transform(
         config.crop_size, config.resize_size, config.interpolation))
     rows = []
-    for lr, mult in grid(config):
+    for lr, mult in settings_for(config, backbone.sobel):
         metrics = run_setting(backbone, config, num_classes, (lr, mult), (train_set, val_set), ctx)
         variant = variant_name(lr, mult)
         rows += [Measurement(dataset=config.dataset, metric=m, value=metrics[m], variant=variant)

@@ -16,7 +16,7 @@ from selenium.webdriver.common.by import By
 
 from dcbench.results import ResultStore
 from reports.site import write_site
-from reports.tables import TABLE_IDS, build_tables
+from reports.tables import PER_K_LABEL, TABLE_IDS, build_tables
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 
@@ -45,9 +45,9 @@ def browser() -> Iterator[webdriver.Chrome]:
     driver.quit()
 
 
-def _column(table, index: int) -> list[str]:
+def _column(table, index: int, rows: str = "tbody tr") -> list[str]:
     return [row.find_elements(By.TAG_NAME, "td")[index].text
-            for row in table.find_elements(By.CSS_SELECTOR, "tbody tr")]
+            for row in table.find_elements(By.CSS_SELECTOR, rows)]
 
 
 def test_leaderboard_in_a_real_browser(browser: webdriver.Chrome, tmp_path: Path, site_store: Path,
@@ -64,12 +64,15 @@ def test_leaderboard_in_a_real_browser(browser: webdriver.Chrome, tmp_path: Path
 
     svm = browser.find_element(By.CSS_SELECTOR, 'table[data-table="voc_svm"]')
     svm_header = svm.find_elements(By.TAG_NAME, "th")[3]  # the SVM column
+    pinned = _column(svm, 0, "tbody tr[data-pinned]")  # the per-k extra row, then the published row
+    assert pinned == [f"dc ({PER_K_LABEL})", "published"]
+    ours = "tbody tr:not([data-pinned])"
     svm_header.click()
-    ascending = _column(svm, 3)
+    ascending = _column(svm, 3, ours)
     svm_header.click()
-    descending = _column(svm, 3)
+    descending = _column(svm, 3, ours)
     assert ascending == sorted(ascending, key=float) and descending == ascending[::-1]
-    assert _column(svm, 0) == ["moco v2|x", "dc"]  # the model column follows its row
+    assert _column(svm, 0) == ["moco v2|x", "dc", *pinned]  # the model column follows its row
 
     images = browser.find_elements(By.CSS_SELECTOR, "img.plot")
     assert len(images) == 2

@@ -7,7 +7,7 @@ import pytest
 from dcbench.results import ResultStore
 from reports.__main__ import main
 from reports.site import markdown_inline, missing_reason, model_slug, read_pretrain_log, write_site
-from reports.tables import TABLE_IDS
+from reports.tables import PER_K_LABEL, TABLE_IDS
 
 
 @pytest.fixture
@@ -28,6 +28,26 @@ def test_site_has_every_table_models_and_plots(tmp_path: Path, frame, pretrain_l
     site = tmp_path / "site"
     for name in ("lowshot.png", "pretrain-dc.png", "static/site.css", "static/sort.js", "models/dc.html"):
         assert (site / name).stat().st_size > 0
+
+
+def test_published_and_extra_rows_are_plain_pinned_rows(tmp_path: Path, frame) -> None:
+    from reports.site import html_table
+    from reports.tables import build_tables
+
+    svm = html_table(next(t for t in build_tables(frame) if t.table_id == "voc_svm"), frame)
+    assert svm.kinds == ("ours", "extra", "ours", "published")
+    by_model = {row[0].text: row for row in svm.rows}
+    assert by_model["dc"][0].href == "models/dc.html"
+    published, extra = by_model["published"], by_model[f"dc ({PER_K_LABEL})"]
+    assert published[0].href is None and extra[0].href is None  # no store rows: no model page
+    assert published[3].text == "74.26" and all(cell.reason is None for cell in extra)
+    assert {cell.reason for cell in published if cell.text == "–"} <= {"no published value for this cell"}
+    text = write_site(frame, tmp_path / "site").read_text(encoding="utf-8")
+    assert text.count('<tr class="row-published" data-pinned>') == len(TABLE_IDS) + 1  # semisup: 1% and 10%
+    assert 'href="models/published.html"' not in text
+    assert not (tmp_path / "site" / "models" / "published.html").exists()
+    empty = write_site(frame.iloc[0:0], tmp_path / "empty").read_text(encoding="utf-8")
+    assert empty.count("No results in the store yet.") == len(TABLE_IDS)  # the published row alone
 
 
 def test_missing_cells_say_why(tmp_path: Path, frame) -> None:

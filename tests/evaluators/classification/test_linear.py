@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from dcbench.backbone import LAYERS, TAP_SPECS, Backbone, build_resnet50
 from dcbench.config import replace
@@ -51,6 +53,33 @@ def test_reference_configs() -> None:
         tiny = linear.TINY_CONFIGS[name]
         assert tiny.dataset == dataset and tiny.layers == LAYERS and tiny.crop_size <= 64
     assert linear.TINY is linear.TINY_CONFIGS["linear_imagenet"]
+
+
+def test_multihead_resizes_bilinear_as_the_published_run_bicubic_on_request() -> None:
+    from torchvision import transforms as T
+
+    from dcbench.config import config_hash
+
+    def modes(cfg: linear.Config) -> set[T.InterpolationMode]:
+        train, val = linear.transforms(cfg)
+        ops = [*train.transforms, *val.transforms]
+        return {op.interpolation for op in ops if isinstance(op, (T.RandomResizedCrop, T.Resize))}
+
+    for name, cfg in linear.CONFIGS.items():
+        assert cfg.interpolation == "bilinear", name
+        assert modes(cfg) == {T.InterpolationMode.BILINEAR}
+    imagenet = linear.CONFIGS["linear_imagenet"]
+    assert "OpenSelfSup" in imagenet.source and "bilinear" in imagenet.source and "1.x" in imagenet.source
+    bicubic = replace(imagenet, interpolation="bicubic")
+    assert modes(bicubic) == {T.InterpolationMode.BICUBIC} and config_hash(bicubic) != config_hash(imagenet)
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 40, 3), dtype=np.uint8))
+    train_a, _ = linear.transforms(linear.TINY)
+    train_b, _ = linear.transforms(replace(linear.TINY, interpolation="bicubic"))
+    torch.manual_seed(0)
+    a = train_a(image)
+    torch.manual_seed(0)
+    b = train_b(image)
+    assert a.shape == b.shape and not torch.equal(a, b)  # the field changes the pixels
 
 
 def test_norm_parameters_get_their_own_weight_decay() -> None:
