@@ -26,7 +26,7 @@ import torch
 
 from dcbench.datasets import read_voc_cls, read_voc_det
 from dcbench.datasets.common import DatasetIncompleteError, DatasetMissingError
-from evaluators.classification.train_utils import read_split
+from evaluators.classification.data import read_split
 from evaluators.detection.coco import coco_splits
 from evaluators.detection.voc0712 import voc_splits
 from evaluators.segmentation import cityscapes, voc12aug
