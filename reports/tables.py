@@ -38,9 +38,9 @@ COCO_METRICS = (
     ("mAP(Box)", "bbox_AP"), ("AP50(Box)", "bbox_AP50"), ("AP75(Box)", "bbox_AP75"),
     ("mAP(Mask)", "segm_AP"), ("AP50(Mask)", "segm_AP50"), ("AP75(Mask)", "segm_AP75"),
 )
-TORCHVISION_FOOTNOTE = (  # rows of the retired embedded engine (older stores); text kept as rendered
-    f"{TORCHVISION_MARK} Measured with the embedded torchvision detection engine (engine `torchvision`), "
-    "not with detectron2: not comparable with detectron2 numbers such as the reference's."
+TORCHVISION_FOOTNOTE = (  # rows of the retired embedded engine (older stores)
+    f"{TORCHVISION_MARK} Measured with the retired embedded torchvision detection engine (engine "
+    "`torchvision`): not comparable with mmdetection or detectron2 numbers such as the reference's."
 )
 DETECTRON2_FOOTNOTE = (
     f"{DETECTRON2_MARK} Measured with detectron2 and MoCo's protocol (engine `detectron2`), not with the "
