@@ -183,13 +183,14 @@ def _semisup(root: Path, config: Any) -> list[Read]:
 
 
 def _det_voc(root: Path, config: Any) -> list[Read]:
-    splits = voc_splits(root, config)
+    splits = voc_splits(root, config.detectron2)
     return [_read(("voc_det", folder, split), lambda f=folder, s=split: read_voc_det(f, s))
             for folder, split, _ in (*splits.train, splits.test)]
 
 
 def _det_coco(root: Path, config: Any) -> list[Read]:
-    return [_read(("coco", config.train_split, config.test_split), lambda: coco_splits(root, config))]
+    d2 = config.detectron2  # the splits both engines use
+    return [_read(("coco", d2.train_split, d2.test_split), lambda: coco_splits(root, d2))]
 
 
 def _seg(module: Any) -> Callable[[Path, Any], list[Read]]:
