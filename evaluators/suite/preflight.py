@@ -99,19 +99,6 @@ def check_writable(path: Path, what: str, folder: bool) -> None:
         raise UsageError(f"{what} {path} is not writable (no write permission on {parent})")
 
 
-def check_readme(readme: Path | None) -> None:
-    """The README's table markers can take the tables (checked now, rendered at the end)."""
-    if readme is None:
-        return
-    from reports.render import ReadmeError, check_markers
-
-    check_writable(readme, "--readme", folder=False)
-    try:
-        check_markers(readme, init=True)
-    except (ReadmeError, OSError, UnicodeDecodeError) as err:
-        raise UsageError(f"--readme: {err}") from None
-
-
 def check_data_root(data_root: Path) -> None:
     if not data_root.is_dir():
         state = "is not a folder" if data_root.exists() else "does not exist"
