@@ -17,6 +17,12 @@ Sources (facts only, no code copied):
   `max_points_per_centroid=10000000` (all points), a new seed per clustering.
 - facebookresearch/deepcluster `main.py`: top layer re-initialised normal(0, 0.01), bias 0, at
   every clustering; ImageNet mean/std normalisation; the Sobel input applied after normalisation.
+- `conv_init` (trunk convolutions, see pretrain/model.py): "kaiming_fan_in" = OpenSelfSup
+  (MMSelfSup branch `openselfsup`) `openselfsup/models/backbones/resnet.py` `init_weights`, which
+  calls `kaiming_init(m, mode='fan_in', nonlinearity='relu')` on every Conv2d (mmcv `kaiming_init`
+  otherwise defaults to mode='fan_out', normal distribution, bias 0) and `constant_init(bn, 1)`;
+  that code trained the published DeepCluster checkpoint, so it is the default.
+  "kaiming_fan_out" = torchvision `resnet50()` (`kaiming_normal_(mode='fan_out', nonlinearity='relu')`).
 
 Loss: plain mean cross-entropy over the pseudo-labels (original DeepCluster; MMSelfSup 0.x).  As far
 as we read it, MMSelfSup 1.x's `DeepCluster` hands a uniform `class_weight` of 1/k to mmcls
@@ -33,6 +39,7 @@ from pathlib import Path
 from dcbench.config import ConfigError, from_dict, replace, to_dict
 
 KMEANS_BACKENDS = ("auto", "faiss", "torch")
+CONV_INITS = ("kaiming_fan_in", "kaiming_fan_out")  # pretrain.model.CONV_INITS
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,7 @@ class PretrainConfig:
     name: str = "deepcluster_resnet50_8xb64-steplr-200e_in1k"
     source: str = "MMSelfSup 1.x configs/selfsup/deepcluster (see pretrain/config.py docstring)"
     sobel: bool = False  # MMSelfSup `with_sobel`; the -sobel config sets it
+    conv_init: str = "kaiming_fan_in"  # OpenSelfSup ResNet.init_weights; torchvision: kaiming_fan_out
     # clustering (DeepClusterHook + clustering.Kmeans)
     num_clusters: int = 10000
     pca_dim: int = 256
@@ -75,6 +83,8 @@ class PretrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if self.conv_init not in CONV_INITS:
+            raise ConfigError(f"conv_init must be one of {CONV_INITS}, got {self.conv_init!r}")
         if self.kmeans_backend not in KMEANS_BACKENDS:
             raise ConfigError(f"kmeans_backend must be one of {KMEANS_BACKENDS}, got {self.kmeans_backend!r}")
         for key in ("num_clusters", "pca_dim", "kmeans_iters", "epochs", "batch_size",
