@@ -139,11 +139,21 @@ TINY = PretrainConfig(
     checkpoint_interval=1,
     progress=False,
 )
+# Small-data settings for real images at a few thousand images (benchmarks/learning_check.py).
+SMALL_DATA = replace(
+    TINY,
+    name="small-data",
+    source="small-data variant of deepcluster_resnet50_8xb64-steplr-200e_in1k (see the TINY note)",
+    pca_dim=16,
+    batch_size=16,
+    lr=0.1 * 16 / 512,  # the reference lr scaled linearly from 512 to 16 images per step
+    epochs=6,
+)
 TINY_SOBEL = replace(TINY, name="tiny-sobel", sobel=True,
                      source="CI-sized variant of deepcluster-sobel_resnet50_8xb64-steplr-200e_in1k")
 
 CONFIGS: dict[str, PretrainConfig] = {
-    c.name: c for c in (DEEPCLUSTER_R50, DEEPCLUSTER_SOBEL_R50, TINY, TINY_SOBEL)
+    c.name: c for c in (DEEPCLUSTER_R50, DEEPCLUSTER_SOBEL_R50, TINY, TINY_SOBEL, SMALL_DATA)
 }
 
 
