@@ -16,8 +16,10 @@ Printed per epoch (from the pretrainer's log.jsonl): the epoch's mean training l
 previous one and with the true digit labels, empty clusters.  At the end, on the frozen avgpool
 features (eval mode, the extraction transform): a linear probe (standardised features, multinomial
 logistic regression) and a cosine kNN (k = 10), for the pretrained trunk against the same
-architecture at its random init (the exact initial weights of the run: same seed) and against the
-raw 8x8 pixels; plus the NMI with the labels of a k-means on each.
+architecture at its random init (the exact initial weights of the run: same seed; its BatchNorm
+running statistics are the init's (0, 1), as at the run's first clustering), the same random net
+with the data's BN statistics (one train-mode pass without gradients, i.e. an epoch at lr 0), and
+the raw 8x8 pixels; plus the NMI with the labels of a k-means on each.
 """
 
 from __future__ import annotations
@@ -43,9 +45,10 @@ from pretrain import checkpoint as C
 from pretrain import run
 from pretrain.cluster import cluster_features
 from pretrain.config import SMALL_DATA, PretrainConfig
-from pretrain.data import extract_loader
+from pretrain.data import extract_loader, train_loader
 from pretrain.metrics import nmi, read_log
 from pretrain.model import DeepClusterModel, build_model
+from pretrain.sampler import UniformClusterSampler
 
 CHECK = replace(SMALL_DATA, name="learning-check-digits",
                 source="pretrain.config.SMALL_DATA on sklearn digits (benchmarks/learning_check.py)")
@@ -99,6 +102,18 @@ def features(model: DeepClusterModel, cfg: PretrainConfig, paths: list[Path]) ->
     return torch.cat([model.features(x) for x, _ in loader]).numpy()
 
 
+@torch.no_grad()
+def with_data_bn_stats(model: DeepClusterModel, cfg: PretrainConfig, paths: list[Path]) -> DeepClusterModel:
+    """`model` after one train-mode pass without gradients over augmented batches (lr 0): only its
+    BatchNorm running statistics change, from the init's (0, 1) to the data's, as in any epoch."""
+    labels = np.zeros(len(paths), dtype=np.int64)
+    loader = train_loader(cfg, paths, labels, UniformClusterSampler(labels, cfg.seed), cfg.seed)
+    model.train()
+    for x, _ in loader:
+        model.features(x)
+    return model.eval()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=CHECK.epochs)
@@ -134,7 +149,11 @@ def check(cfg: PretrainConfig, work: Path, size: int) -> int:
     trained = build_model(cfg)
     trained.trunk.load_state_dict(ckpt["backbone"], strict=True)
     results = {"raw 8x8 pixels": probe(raw_train, train_y, raw_test, test_y, cfg.seed)}
-    for name, model in (("random init", random_init), (f"DeepCluster ep {ckpt['epoch']}", trained)):
+    torch.manual_seed(cfg.seed)
+    random_bn = with_data_bn_stats(build_model(cfg), cfg, train_paths)
+    models = (("random init", random_init), ("random init, data BN", random_bn),
+              (f"DeepCluster ep {ckpt['epoch']}", trained))
+    for name, model in models:
         train_f = features(model, cfg, train_paths)
         results[name] = probe(train_f, train_y, features(model, cfg, test_paths), test_y, cfg.seed)
     print(f"\nfrozen features, {len(train_paths)} train / {len(test_paths)} test digits")
