@@ -96,11 +96,12 @@ def test_run_on_tiny_voc(tmp_path: Path) -> None:
                         source_format="test")
     ctx = RunContext(work_dir=tmp_path / "work", cache_dir=tmp_path / "cache", device=torch.device("cpu"),
                      seed=0, progress=False)
-    config = replace(voc_lowshot.TINY, layers=("feature4", "feature5"), num_samples=1, k_values=(1, 2, 96))
+    config = replace(voc_lowshot.TINY, layers=("feature4", "feature5"), num_samples=1, k_values=(1, 2, 16, 32))
     rows = voc_lowshot.run(backbone, root, config, ctx)
     saved = json.loads((ctx.work_dir / voc_lowshot.SAMPLES_FILE).read_text())
     feasible = sorted(int(k) for k in saved["samples"])
-    assert feasible == [1, 2, 96] and not saved["skipped"]  # the tiny trainval supports the largest k
+    assert feasible == [1, 2, 16]  # the tiny trainval supports k <= 16; larger k are skipped with a reason
+    assert list(saved["skipped"]) == ["32"] and "k=32 needs" in saved["skipped"]["32"]
     refs = {(r.layer, r.k) for r in rows if r.variant == "reference"}
     assert refs == {(layer, k) for layer in config.layers for k in feasible}
     assert {(r.layer, r.k) for r in rows if r.variant == "clean"} == {x for x in refs if x[1] >= 2}
