@@ -7,11 +7,16 @@ Run from the repository root with the project importable (`pip install -e .` or 
 
 Clustering: the same synthetic features (a Gaussian mixture in a random low-rank subspace plus
 noise, like CNN features: many points per mode, decaying spectrum) go through
-  ours      pretrain.cluster.cluster_features (faiss PCA-whitening + L2 + faiss k-means, all points)
   faiss     plain faiss calls written out here (PCAMatrix, normalisation, faiss.Kmeans)
+  ours      pretrain.cluster.cluster_features (torch PCA-whitening + L2 + k-means, all points) with
+            the faiss k-means backend and with the torch one (MKL GEMM + fused row minimum)
   sklearn   sklearn PCA(whiten) + L2 + KMeans(lloyd, random init, n_init=1, tol=0)
 each for `--iters` iterations; the objective printed is the sum of squared distances of every point
-to its assigned centroid (sklearn's inertia), per point.
+to its assigned centroid (sklearn's inertia), per point; ratios are against plain faiss, same run.
+It also prints which kernels run: faiss-cpu >= 1.13 is one library with runtime SIMD dispatch (the
+`No module named 'faiss.swigfaiss_avx2'` lines are its loader probing the old per-ISA modules), but
+its k-means time is the distance GEMM of its bundled OpenBLAS (0.3.15, 'Zen' = AVX2 kernels here),
+while torch's GEMM is MKL with AVX-512.
 Extraction: images/s of `pretrain.recluster.extract_features` against a bare torchvision loop
 (ImageFolder-style dataset, same transform, same batch size, model in eval mode, no_grad).
 """
@@ -19,6 +24,7 @@ Extraction: images/s of `pretrain.recluster.extract_features` against a bare tor
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -50,11 +56,29 @@ def synthetic_features(n: int, dim: int, modes: int, seed: int) -> np.ndarray:
     return np.maximum(latent @ basis + 0.01 * rng.normal(size=(n, dim)).astype(np.float32), 0)
 
 
-def bench_ours(feats: np.ndarray, args: argparse.Namespace) -> tuple[float, float]:
+def bench_ours(feats: np.ndarray, args: argparse.Namespace, backend: str) -> tuple[float, float]:
     t = time.perf_counter()
-    res = cluster_features(feats, args.k, args.pca, args.iters, seed=0, backend="faiss")
+    res = cluster_features(feats, args.k, args.pca, args.iters, seed=0, backend=backend)
     elapsed = time.perf_counter() - t
     return elapsed, res.objective / len(feats)
+
+
+def kernels_in_use() -> str:
+    """Which instruction set faiss dispatches to, and which BLAS kernel its (bundled) OpenBLAS runs."""
+    import ctypes
+    import glob
+
+    level = faiss.SIMDConfig.get_level_name() if hasattr(faiss, "SIMDConfig") else "unknown"
+    libs = glob.glob(str(Path(faiss.__file__).parent.parent / "faiss_cpu.libs" / "libopenblas*"))
+    core = "unknown"
+    if libs:
+        blas = ctypes.CDLL(libs[0])
+        blas.openblas_get_corename.restype = ctypes.c_char_p
+        blas.openblas_get_config.restype = ctypes.c_char_p
+        core = f"{blas.openblas_get_corename().decode()} ({blas.openblas_get_config().decode()})"
+    return (f"faiss {faiss.__version__} SIMD dispatch level {level}; faiss's GEMM: OpenBLAS core {core}; "
+            f"torch GEMM: {torch.backends.mkldnn.is_available() and 'MKL/oneDNN'} "
+            f"(CPU capability {torch.backends.cpu.get_cpu_capability()})")
 
 
 def bench_faiss(feats: np.ndarray, args: argparse.Namespace) -> tuple[float, float]:
@@ -85,14 +109,25 @@ def bench_sklearn(feats: np.ndarray, args: argparse.Namespace) -> tuple[float, f
 
 def bench_clustering(args: argparse.Namespace) -> None:
     print(f"clustering: N={args.n} x {args.dim} -> PCA {args.pca}, k={args.k}, {args.iters} iterations, "
-          f"faiss threads={faiss.omp_get_max_threads()}")
+          f"faiss threads={faiss.omp_get_max_threads()}, torch threads={torch.get_num_threads()}, "
+          f"load {os.getloadavg()[0]:.1f}")
+    print("  " + kernels_in_use())
     feats = synthetic_features(args.n, args.dim, modes=max(2, args.k // 2), seed=0)
-    runs = [("ours (pretrain.cluster, faiss-cpu)", bench_ours), ("plain faiss-cpu", bench_faiss)]
+    runs = [("plain faiss-cpu", bench_faiss),
+            ("ours, backend faiss (pretrain.cluster)", lambda f, a: bench_ours(f, a, "faiss")),
+            ("ours, backend torch (pretrain.cluster)", lambda f, a: bench_ours(f, a, "torch"))]
     if not args.skip_sklearn:
         runs.append(("scikit-learn KMeans", bench_sklearn))
+    results = {}
     for name, fn in runs:
         seconds, obj = fn(feats, args)
-        print(f"  {name:40s} {seconds:9.2f} s   objective/point {obj:.5f}")
+        results[name] = (seconds, obj)
+        print(f"  {name:40s} {seconds:9.2f} s   objective/point {obj:.5f}", flush=True)
+    base_t, base_obj = results["plain faiss-cpu"]
+    for name, (seconds, obj) in results.items():
+        if name != "plain faiss-cpu":
+            print(f"  CLUSTERING {name}: {seconds / base_t:.2f}x of plain faiss time, objective "
+                  f"{100 * (obj / base_obj - 1):+.2f}% vs faiss")
 
 
 def bench_extraction(args: argparse.Namespace) -> None:

@@ -6,6 +6,12 @@ row count and the image-list fingerprint. Files are written atomically (dcbench.
 interrupted run leaves nothing that looks complete; the temporary files of a killed run are
 removed by the next extraction into the same folder. A later call with the same key and images
 loads the arrays (memory-mapped) without building or running the model.
+
+Speed (`benchmarks/bench_extraction.py` times it against a bare eager torchvision loop): inference
+mode, the model and batches in channels_last (oneDNN / cuDNN run NHWC convolutions faster), pinned
+host memory and non-blocking copies on CUDA, optional `torch.compile`. `precision="bf16"` runs the
+model under CUDA bfloat16 autocast: a deviation from the reference's fp32 features, so it is part
+of the cache key (file name) and recorded in the metadata; the default stays fp32.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from dcbench.fileio import atomic_path, atomic_write_text, sweep_stale
 
 LOG = logging.getLogger(__name__)
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
+# fp32: the reference; bf16: CUDA autocast to bfloat16 (faster on tensor cores, features differ ~1e-2)
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -40,8 +48,11 @@ class FeatureKey:
     dataset: str  # e.g. 'voc07'
     split: str  # e.g. 'trainval'
     transform_id: str  # names the preprocessing, e.g. 'resize256-224x224-imnet'
+    precision: str = "fp32"  # PRECISIONS; anything but fp32 is a recorded protocol deviation
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"FeatureKey.precision={self.precision!r}; known: {sorted(PRECISIONS)}")
         for name in ("checkpoint_sha256", "dataset", "split", "transform_id"):
             value = getattr(self, name)
             if not _SAFE.match(value):
@@ -50,7 +61,8 @@ class FeatureKey:
 
     def path(self, cache_dir: Path, tap: str) -> Path:
         folder = Path(cache_dir) / self.checkpoint_sha256 / self.dataset / self.split
-        return folder / f"{tap}__{self.transform_id}.npy"
+        suffix = "" if self.precision == "fp32" else f"__{self.precision}"
+        return folder / f"{tap}__{self.transform_id}{suffix}.npy"
 
 
 def fingerprint(items: Iterable[object]) -> str:
@@ -94,16 +106,28 @@ def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
+def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[object]:
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    if device.type != "cuda":
+        raise ValueError(f"precision {precision!r} is only offered on CUDA (fp32 is the reference)")
+    return torch.autocast("cuda", dtype=dtype)
+
+
 def _write_all(model: nn.Module, loader: DataLoader, taps: Sequence[str], paths: dict[str, Path],
-               rows: int, device: torch.device, progress: bool) -> None:
+               rows: int, device: torch.device, progress: bool, channels_last: bool, precision: str) -> None:
     with contextlib.ExitStack() as stack:
         tmp = {tap: stack.enter_context(atomic_path(paths[tap])) for tap in taps}
         arrays: dict[str, np.ndarray] = {}
         start = 0
-        with _eval_mode(model), torch.inference_mode():
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        with _eval_mode(model), torch.inference_mode(), _autocast(device, precision):
             for batch in tqdm(loader, desc=f"features {'+'.join(taps)}", unit="batch", disable=not progress,
                               leave=False):
-                images = _images(batch).to(device, non_blocking=True)
+                images = _images(batch)
+                images = images.to(device, non_blocking=True,
+                                   memory_format=layout if images.dim() == 4 else torch.preserve_format)
                 out = model(images, taps=tuple(taps))
                 for tap in taps:
                     feats = out[tap].reshape(len(images), -1).float().cpu().numpy()
@@ -119,6 +143,13 @@ def _write_all(model: nn.Module, loader: DataLoader, taps: Sequence[str], paths:
         arrays.clear()
 
 
+def _prepared(net: nn.Module, device: torch.device, channels_last: bool, compile_model: bool) -> nn.Module:
+    net = net.to(device)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    return torch.compile(net, dynamic=False) if compile_model else net  # type: ignore[return-value]
+
+
 def extract_features(
     model: nn.Module | Callable[[], nn.Module],
     dataset: Dataset,
@@ -130,6 +161,8 @@ def extract_features(
     num_workers: int = 0,
     progress: bool = True,
     images: str | None = None,
+    channels_last: bool = True,
+    compile_model: bool = False,
 ) -> dict[str, np.ndarray]:
     """Features of every image of `dataset` for each tap: {tap: float32 (N, dim)} (memory-mapped).
 
@@ -138,6 +171,8 @@ def extract_features(
     passed in is moved to `device` and restored to its train/eval mode afterwards). Missing taps
     are computed together in ONE pass (eval mode, inference mode, dataset order). `images` is a
     fingerprint of the image list (see `fingerprint`); a cached file with another one is redone.
+    `key.precision` picks fp32 (default) or CUDA bf16 autocast; `channels_last` (default) and
+    `compile_model` only change speed (channels_last: float rounding of the convolutions).
     """
     rows = len(dataset)  # type: ignore[arg-type]
     if rows == 0:
@@ -153,9 +188,12 @@ def extract_features(
         net = model if isinstance(model, nn.Module) else model()
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                             pin_memory=device.type == "cuda")
-        _write_all(net.to(device), loader, missing, paths, rows, device, progress)
+        _write_all(_prepared(net, device, channels_last, compile_model), loader, missing, paths, rows, device,
+                   progress, channels_last, key.precision)
+        if channels_last and isinstance(model, nn.Module):
+            model.to(memory_format=torch.contiguous_format)  # a module passed in gets its layout back
         for tap in missing:
             atomic_write_text(_meta_path(paths[tap]), json.dumps({"rows": rows, "images": images, "key": {
                 "checkpoint_sha256": key.checkpoint_sha256, "dataset": key.dataset, "split": key.split,
-                "transform_id": key.transform_id, "tap": tap}}, indent=1) + "\n")
+                "transform_id": key.transform_id, "precision": key.precision, "tap": tap}}, indent=1) + "\n")
     return {tap: np.load(paths[tap], mmap_mode="r") for tap in taps}

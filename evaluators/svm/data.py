@@ -46,21 +46,27 @@ def voc07_transform(resize_edge: int, image_size: int) -> tuple[T.Compose, str]:
 
 
 def _split_features(backbone: Backbone, split: MultiLabelList, name: str, layers: Sequence[str],
-                    transform: T.Compose, transform_id: str, batch_size: int, ctx: RunContext
-                    ) -> dict[str, np.ndarray]:
+                    transform: T.Compose, transform_id: str, batch_size: int, ctx: RunContext,
+                    precision: str) -> dict[str, np.ndarray]:
     dataset = ImageListDataset(split.paths, split.labels, transform)
-    key = FeatureKey(backbone.sha256, "voc07", name, transform_id)
+    key = FeatureKey(backbone.sha256, "voc07", name, transform_id, precision=precision)
     return extract_features(backbone.build_taps, dataset, layers, ctx.cache_dir, key, ctx.device,
                             batch_size=batch_size, num_workers=ctx.num_workers, progress=ctx.progress,
                             images=fingerprint(split.image_ids))
 
 
 def load_voc07_features(backbone: Backbone, data_root: Path, layers: Sequence[str], resize_edge: int,
-                        image_size: int, batch_size: int, ctx: RunContext) -> VocFeatures:
-    """Read VOCdevkit/VOC2007 trainval + test (DatasetMissingError if absent) and their features."""
+                        image_size: int, batch_size: int, ctx: RunContext, precision: str = "fp32"
+                        ) -> VocFeatures:
+    """Read VOCdevkit/VOC2007 trainval + test (DatasetMissingError if absent) and their features.
+
+    `precision` (dcbench.features.PRECISIONS): fp32 is the reference; bf16 (CUDA) a recorded deviation.
+    """
     root = Path(data_root) / "VOCdevkit" / "VOC2007"
     trainval, test = read_voc_cls(root, "trainval"), read_voc_cls(root, "test")
     transform, transform_id = voc07_transform(resize_edge, image_size)
-    train = _split_features(backbone, trainval, "trainval", layers, transform, transform_id, batch_size, ctx)
-    tested = _split_features(backbone, test, "test", layers, transform, transform_id, batch_size, ctx)
+    train = _split_features(backbone, trainval, "trainval", layers, transform, transform_id, batch_size, ctx,
+                            precision)
+    tested = _split_features(backbone, test, "test", layers, transform, transform_id, batch_size, ctx,
+                             precision)
     return VocFeatures(train, tested, trainval.labels, test.labels, trainval.image_ids)

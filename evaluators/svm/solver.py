@@ -43,6 +43,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from evaluators.svm.columns import ColumnState
 from evaluators.svm.linalg import Kernel, decrease, line_search, objective, violation, weighted_outer
 
 
@@ -72,12 +73,6 @@ class PathResult:
     cg_iterations: int
 
 
-_COLUMN_STATE = ("y", "weight", "beta", "out", "prev_beta", "prev_out", "x", "kx", "res", "dirn", "act",
-                 "dinv", "w")  # (G, n, P)
-_COLUMN_SCALARS = ("rz", "tol_cg", "eta", "viol", "cost_idx", "cost_start", "cost_end", "newton_its",
-                   "cg_its", "live", "restart", "chol", "outer_pos", "outer_neg")  # (G, P, ...)
-
-
 def cost_lanes(costs: Sequence[float], split_cost: float) -> list[tuple[int, int]]:
     """[start, end) ranges of the ascending cost list solved as separate warm-started chains ("lanes").
 
@@ -90,7 +85,7 @@ def cost_lanes(costs: Sequence[float], split_cost: float) -> list[tuple[int, int
 
 
 class _Solver:
-    """Working state of one `solve_path` call; columns are (group g, problem p) pairs."""
+    """One `solve_path` call: the per-column state (`ColumnState`) and the passes that advance it."""
 
     def __init__(self, kernel: Kernel, targets: Tensor, costs: Sequence[float], weights: tuple[float, float],
                  settings: SolverSettings) -> None:
@@ -98,27 +93,9 @@ class _Solver:
         self.kernel = kernel
         self.pbasis32 = kernel.pbasis.to(torch.float32)
         self.costs = torch.tensor(sorted(costs), dtype=torch.float64)
-        lanes = torch.tensor(cost_lanes(costs, settings.split_cost))
-        g, problems, n = targets.shape
-        p = problems * len(lanes)  # column j: lane j // problems, problem j % problems
-        self.y = targets.to(torch.float64).repeat(1, len(lanes), 1).transpose(1, 2).contiguous()  # (G, n, P)
-        self.weight = torch.where(self.y > 0, weights[0], weights[1]) * (self.y != 0)
-        for name in _COLUMN_STATE[2:]:
-            setattr(self, name, torch.zeros_like(self.y))
-        scal = torch.zeros(g, p, dtype=torch.float64)
-        self.rz, self.tol_cg, self.eta, self.viol = scal.clone(), scal.clone(), scal + 0.1, scal + 1.0
-        self.newton_its, self.cg_its = (torch.zeros(g, p, dtype=torch.long) for _ in range(2))
-        self.cost_start = lanes[:, 0].repeat_interleave(problems).expand(g, -1).contiguous()
-        self.cost_end = lanes[:, 1].repeat_interleave(problems).expand(g, -1).contiguous()
-        self.cost_idx = self.cost_start.clone()
-        self.live = torch.ones(g, p, dtype=torch.bool)
-        self.restart = torch.zeros(g, p, dtype=torch.bool)
-        eye = torch.diag_embed(1.0 / self.kernel.plam)[:, None].expand(g, p, -1, -1)
-        self.chol = torch.linalg.cholesky(eye.contiguous())
-        self.outer_pos = torch.zeros_like(self.chol)  # V^T diag(act * [y > 0]) V per column
-        self.outer_neg = torch.zeros_like(self.chol)  # V^T diag(act * [y < 0]) V per column
         self.class_w = weights
-        self.col = torch.arange(p) % problems  # original problem of each (possibly compacted) column
+        self.st = _initial_state(kernel, targets, cost_lanes(costs, settings.split_cost), weights)
+        g, problems, n = targets.shape
         k = len(costs)
         self.store_beta = torch.zeros(k, g, n, problems, dtype=torch.float64)
         self.store_out = torch.zeros(k, g, n, problems, dtype=torch.float64)
@@ -127,65 +104,61 @@ class _Solver:
 
     # ---------------------------------------------------------------- per-column helpers
     def _cw(self, gi: Tensor, pi: Tensor, shift: int = 0) -> Tensor:
-        idx = (self.cost_idx[gi, pi] + shift).clamp_max(len(self.costs) - 1)
-        return self.costs[idx][:, None] * self.weight[gi, :, pi]
+        idx = (self.st.get(gi, pi, "cost_idx") + shift).clamp_max(len(self.costs) - 1)
+        return self.costs[idx][:, None] * self.st.get(gi, pi, "weight")
 
     def _precondition(self, res: Tensor) -> Tensor:
         basis = self.pbasis32  # the preconditioner only steers CG: float32 products are enough
-        scaled = self.w * res
+        scaled = self.st.w * res
         proj = (basis.transpose(1, 2) @ scaled.to(torch.float32)).transpose(1, 2).unsqueeze(-1)  # (G,P,r,1)
-        coef = torch.cholesky_solve(proj.to(torch.float64), self.chol).squeeze(-1).transpose(1, 2)
-        return scaled - self.w * (basis @ coef.to(torch.float32)).to(torch.float64)
+        coef = torch.cholesky_solve(proj.to(torch.float64), self.st.chol).squeeze(-1).transpose(1, 2)
+        return scaled - self.st.w * (basis @ coef.to(torch.float32)).to(torch.float64)
 
     def _prepare(self, gi: Tensor, pi: Tensor) -> None:
         """Start a Newton step (new active set, preconditioner, CG tolerance) for these columns."""
+        st = self.st
         cw = self._cw(gi, pi)
-        y, o = self.y[gi, :, pi], self.out[gi, :, pi]
+        y, o, beta, viol, eta = st.take(gi, pi, "y", "out", "beta", "viol", "eta")
         act = ((cw > 0) & (y * o < 1.0)).to(torch.float64)
         w = 2.0 * cw * act
         # Preconditioner M = V_A diag(lam) V_A^T + diag(1/w + shift)_A (Nystrom with the remainder's
         # spectrum taken as `shift`, cf. Frangella, Tropp & Udell 2023), applied via Woodbury.
         shift = self.kernel.shift[gi][:, None]
-        self.w[gi, :, pi] = w / (1.0 + shift * w)
-        self.chol[gi, pi] = self._woodbury(gi, pi, act, shift)
-        self.act[gi, :, pi] = act
-        self.dinv[gi, :, pi] = torch.where(act > 0, 1.0 / (2.0 * cw).clamp_min(1e-300), 0.0)
-        self.x[gi, :, pi] = self.beta[gi, :, pi] * act
-        viol = self.viol[gi, pi]
-        forcing = self.eta[gi, pi] * viol.clamp_max(1.0) * viol
-        self.tol_cg[gi, pi] = torch.maximum(forcing, torch.full_like(viol, min(0.1 * self.s.tol, 1e-6)))
-        known = (self.beta[gi, :, pi] * (1.0 - act)).abs().amax(1) == 0  # then K @ x0 = K @ beta = out
-        self.restart[gi, pi] = ~known
+        st.put(gi, pi, w=w / (1.0 + shift * w), chol=self._woodbury(gi, pi, act, shift))
+        forcing = eta * viol.clamp_max(1.0) * viol
+        known = (beta * (1.0 - act)).abs().amax(1) == 0  # then K @ x0 = K @ beta = out
+        st.put(gi, pi, act=act, dinv=torch.where(act > 0, 1.0 / (2.0 * cw).clamp_min(1e-300), 0.0),
+               x=beta * act, restart=~known,
+               tol_cg=torch.maximum(forcing, torch.full_like(viol, min(0.1 * self.s.tol, 1e-6))))
         if bool(known.any()):
             self._start_cg(gi[known], pi[known])
 
     def _start_cg(self, gi: Tensor, pi: Tensor) -> None:
         """Begin CG without a product with K (the start point's image is the current `out`)."""
-        act, x, out = self.act[gi, :, pi], self.x[gi, :, pi], self.out[gi, :, pi]
-        res = self.y[gi, :, pi] * act - (act * out + self.dinv[gi, :, pi] * x)
-        self.kx[gi, :, pi], self.res[gi, :, pi] = out, res
-        z = self._precondition(self.res)[gi, :, pi]  # all columns at once: cheaper than gathering V
-        self.dirn[gi, :, pi] = z
-        self.rz[gi, pi] = (res * z).sum(1)
-        self.cg_its[gi, pi] = 0
+        st = self.st
+        act, x, out, y, dinv = st.take(gi, pi, "act", "x", "out", "y", "dinv")
+        res = y * act - (act * out + dinv * x)
+        st.put(gi, pi, kx=out, res=res)
+        z = self._precondition(st.res)[gi, :, pi]  # all columns at once: cheaper than gathering V
+        st.put(gi, pi, dirn=z, rz=(res * z).sum(1), cg_its=0)
 
     def _woodbury(self, gi: Tensor, pi: Tensor, act: Tensor, shift: Tensor) -> Tensor:
         """Cholesky of diag(1/lam) + V^T diag(w') V, from per-column V^T diag(act * class) V updates."""
         basis, lam = self.kernel.pbasis, self.kernel.plam[gi]
-        act_old, y = self.act[gi, :, pi], self.y[gi, :, pi]
+        act_old, y, cost_idx = self.st.take(gi, pi, "act", "y", "cost_idx")
         mats = []
-        for store, sign in ((self.outer_pos, 1.0), (self.outer_neg, -1.0)):
+        for name, sign in (("outer_pos", 1.0), ("outer_neg", -1.0)):
             mask = (y == sign).to(torch.float64)
             if basis.shape[1] <= 8 * basis.shape[2]:  # small n: recompute, batched
                 v = basis.expand(len(gi), -1, -1) if basis.shape[0] == 1 else basis[gi]
                 new = (v.transpose(1, 2) * (mask * act)[:, None, :]) @ v
             else:  # large n: update from the rows whose active flag flipped
-                old = store[gi, pi]
+                old = self.st.get(gi, pi, name)
                 new = torch.stack([weighted_outer(basis[0 if basis.shape[0] == 1 else int(gi[j])], mask[j],
                                                   old[j], act_old[j], act[j]) for j in range(len(gi))])
-            store[gi, pi] = new
+            self.st.put(gi, pi, **{name: new})
             mats.append(new)
-        cost = self.costs[self.cost_idx[gi, pi]][:, None, None]
+        cost = self.costs[cost_idx][:, None, None]
         gm = torch.diag_embed(1.0 / lam)
         for mat, class_w in zip(mats, self.class_w, strict=True):
             w = 2.0 * cost * class_w
@@ -194,113 +167,132 @@ class _Solver:
 
     def _newton(self, gi: Tensor, pi: Tensor) -> None:
         """Line search along the CG solution, then advance converged columns to their next cost."""
-        cw, y = self._cw(gi, pi), self.y[gi, :, pi]
-        b, o = self.beta[gi, :, pi], self.out[gi, :, pi]
-        step, dout = self.x[gi, :, pi] - b, self.kx[gi, :, pi] - o
+        st = self.st
+        cw = self._cw(gi, pi)
+        y, b, o, x, kx, eta, its = st.take(gi, pi, "y", "beta", "out", "x", "kx", "eta", "newton_its")
+        step, dout = x - b, kx - o
         t = line_search(b, step, o, dout, y, cw)
         better = (t > 0) & (decrease(t, b, step, o, dout, y, cw) < 0)
         t = torch.where(better, t, 0.0)[:, None]
         b, o = b + t * step, o + t * dout
-        self.eta[gi, pi] = torch.where(better, self.eta[gi, pi], self.eta[gi, pi] * 0.1)
-        self.beta[gi, :, pi], self.out[gi, :, pi] = b, o
+        eta = torch.where(better, eta, eta * 0.1)
         viol = violation(b, o, y, cw)
-        self.viol[gi, pi] = viol
-        self.newton_its[gi, pi] += 1
+        st.put(gi, pi, eta=eta, beta=b, out=o, viol=viol, newton_its=its + 1)
         self.newton_total += int(gi.numel())
-        stalled = self.eta[gi, pi] < 1e-3  # two Newton steps in a row without descent: precision floor
-        done = (viol <= self.s.tol) | stalled | (self.newton_its[gi, pi] >= self.s.max_newton)
+        stalled = eta < 1e-3  # two Newton steps in a row without descent: precision floor
+        done = (viol <= self.s.tol) | stalled | (its + 1 >= self.s.max_newton)
         self._advance(gi[done], pi[done])
 
     def _advance(self, gi: Tensor, pi: Tensor) -> None:
         """Store the solution of the current cost and warm-start the next one."""
         if gi.numel() == 0:
             return
-        k, col = self.cost_idx[gi, pi], self.col[pi]
-        self.store_beta[k, gi, :, col] = self.beta[gi, :, pi]
-        self.store_out[k, gi, :, col] = self.out[gi, :, pi]
-        self.store_viol[k, gi, col] = self.viol[gi, pi]
+        st = self.st
+        k, end, beta, out, viol = st.take(gi, pi, "cost_idx", "cost_end", "beta", "out", "viol")
+        col = st.col[pi]
+        self.store_beta[k, gi, :, col] = beta
+        self.store_out[k, gi, :, col] = out
+        self.store_viol[k, gi, col] = viol
         self.fits_done += int(gi.numel())
-        last = k + 1 >= self.cost_end[gi, pi]
-        self.live[gi[last], pi[last]] = False
+        last = k + 1 >= end
+        st.put(gi[last], pi[last], live=False)
         gi, pi = gi[~last], pi[~last]
         if gi.numel():
             self._warm_start(gi, pi)
 
     def _warm_start(self, gi: Tensor, pi: Tensor) -> None:
         """Best of: keep beta, scale it by C_new/C_old, secant extrapolation in 1/C (by objective)."""
-        k = self.cost_idx[gi, pi]
+        st = self.st
+        k, start, y = st.take(gi, pi, "cost_idx", "cost_start", "y")
         c_old, c_new = self.costs[k][:, None], self.costs[k + 1][:, None]
         c_prev = self.costs[(k - 1).clamp_min(0)][:, None]
-        b, o = self.beta[gi, :, pi], self.out[gi, :, pi]
-        pb, po = self.prev_beta[gi, :, pi], self.prev_out[gi, :, pi]
+        b, o, pb, po = st.take(gi, pi, "beta", "out", "prev_beta", "prev_out")
         secant = (1 / c_old - 1 / c_new) / (1 / c_prev - 1 / c_old)
-        gain = torch.where(k[:, None] > self.cost_start[gi, pi][:, None], secant, 0.0)  # not at lane start
+        gain = torch.where(k[:, None] > start[:, None], secant, 0.0)  # not at lane start
         cands_b = torch.stack([b, b * (c_new / c_old), b + gain * (b - pb)])
         cands_o = torch.stack([o, o * (c_new / c_old), o + gain * (o - po)])
-        y, cw = self.y[gi, :, pi], self._cw(gi, pi, shift=1)
+        cw = self._cw(gi, pi, shift=1)
         best = torch.stack([objective(cb, co, y, cw) for cb, co in zip(cands_b, cands_o, strict=True)])
         best = best.argmin(0)
         pick = torch.arange(len(gi))
-        self.prev_beta[gi, :, pi], self.prev_out[gi, :, pi] = b, o
-        self.beta[gi, :, pi], self.out[gi, :, pi] = cands_b[best, pick], cands_o[best, pick]
-        self.cost_idx[gi, pi] = k + 1
-        self.newton_its[gi, pi] = 0
-        self.eta[gi, pi] = 0.1
-        self.viol[gi, pi] = violation(self.beta[gi, :, pi], self.out[gi, :, pi], y, cw)
+        nb, no = cands_b[best, pick], cands_o[best, pick]
+        st.put(gi, pi, prev_beta=b, prev_out=o, beta=nb, out=no, cost_idx=k + 1, newton_its=0, eta=0.1,
+               viol=violation(nb, no, y, cw))
 
     def _compact(self) -> None:
         """Drop problem slots that are finished in every group (cheaper products for the tail)."""
-        keep = self.live.any(0)
+        keep = self.st.live.any(0)
         if keep.all() or keep.sum() > 0.5 * keep.numel():
             return
-        idx = keep.nonzero().squeeze(1)
-        for name in _COLUMN_STATE:
-            setattr(self, name, getattr(self, name).index_select(2, idx).contiguous())
-        for name in _COLUMN_SCALARS:
-            setattr(self, name, getattr(self, name).index_select(1, idx).contiguous())
-        self.col = self.col[idx]
+        self.st = self.st.select(keep.nonzero().squeeze(1))
 
     # ---------------------------------------------------------------- one pass
     def _pass(self) -> None:
-        restart = self.restart[:, None, :]
-        cg = (self.live & ~self.restart)[:, None, :]
-        prod = self.kernel @ torch.where(restart, self.x, torch.where(cg, self.dirn, 0.0))
+        st = self.st
+        restart = st.restart[:, None, :]
+        cg = (st.live & ~st.restart)[:, None, :]
+        prod = self.kernel @ torch.where(restart, st.x, torch.where(cg, st.dirn, 0.0))
         self.passes += 1
-        ap = self.act * prod + self.dinv * self.dirn
-        alpha = torch.where(cg[:, 0], self.rz / (self.dirn * ap).sum(1).clamp_min(1e-300), 0.0)[:, None, :]
-        self.x += alpha * self.dirn
-        self.kx = torch.where(restart, prod, self.kx + alpha * prod)
-        fresh = self.y * self.act - (self.act * prod + self.dinv * self.x)
-        self.res = torch.where(restart, fresh, self.res - alpha * ap)
-        z = self._precondition(self.res)
-        rz = (self.res * z).sum(1)
-        ratio = torch.where(cg[:, 0], rz / self.rz.clamp_min(1e-300), 0.0)[:, None, :]
-        self.dirn = z + ratio * self.dirn
-        self.rz = rz
-        self.cg_its = torch.where(self.restart, 0, self.cg_its + 1)
+        ap = st.act * prod + st.dinv * st.dirn
+        alpha = torch.where(cg[:, 0], st.rz / (st.dirn * ap).sum(1).clamp_min(1e-300), 0.0)[:, None, :]
+        st.x += alpha * st.dirn
+        st.kx = torch.where(restart, prod, st.kx + alpha * prod)
+        fresh = st.y * st.act - (st.act * prod + st.dinv * st.x)
+        st.res = torch.where(restart, fresh, st.res - alpha * ap)
+        z = self._precondition(st.res)
+        rz = (st.res * z).sum(1)
+        ratio = torch.where(cg[:, 0], rz / st.rz.clamp_min(1e-300), 0.0)[:, None, :]
+        st.dirn = z + ratio * st.dirn
+        st.rz = rz
+        st.cg_its = torch.where(st.restart, 0, st.cg_its + 1)
         self.cg_total += int(cg.sum())
-        self.restart.zero_()
-        small = self.res.abs().amax(1) <= self.tol_cg
-        finished = self.live & (small | (self.cg_its >= self.s.max_cg))
+        st.restart.zero_()
+        small = st.res.abs().amax(1) <= st.tol_cg
+        finished = st.live & (small | (st.cg_its >= self.s.max_cg))
         gi, pi = finished.nonzero(as_tuple=True)
         if gi.numel():
             self._newton(gi, pi)
-            keep = self.live[gi, pi]
+            keep = st.live[gi, pi]
             if bool(keep.any()):
                 self._prepare(gi[keep], pi[keep])
             self._compact()
 
     def run(self, progress: bool) -> PathResult:
-        gi, pi = self.live.nonzero(as_tuple=True)
+        gi, pi = self.st.live.nonzero(as_tuple=True)
         self._prepare(gi, pi)
         total = int(self.store_viol[0].numel()) * len(self.costs)
         with tqdm(total=total, desc="svm solve", unit="fit", disable=not progress, leave=False) as bar:
-            while bool(self.live.any()):
+            while bool(self.st.live.any()):
                 before = self.fits_done
                 self._pass()
                 bar.update(self.fits_done - before)
         return PathResult(self.store_beta, self.store_out, self.store_viol, self.passes,
                           self.newton_total, self.cg_total)
+
+
+def _initial_state(kernel: Kernel, targets: Tensor, lane_list: list[tuple[int, int]],
+                   weights: tuple[float, float]) -> ColumnState:
+    """Every column at the start of its lane: zero point, the preconditioner without an active set."""
+    lanes = torch.tensor(lane_list)
+    g, problems, _ = targets.shape
+    p = problems * len(lanes)  # column j: lane j // problems, problem j % problems
+    y = targets.to(torch.float64).repeat(1, len(lanes), 1).transpose(1, 2).contiguous()  # (G, n, P)
+    zeros = {name: torch.zeros_like(y) for name in ("beta", "out", "prev_beta", "prev_out", "x", "kx", "res",
+                                                     "dirn", "act", "dinv", "w")}
+    scal = torch.zeros(g, p, dtype=torch.float64)
+    cost_start = lanes[:, 0].repeat_interleave(problems).expand(g, -1).contiguous()
+    eye = torch.diag_embed(1.0 / kernel.plam)[:, None].expand(g, p, -1, -1)
+    chol = torch.linalg.cholesky(eye.contiguous())
+    return ColumnState(
+        y=y, weight=torch.where(y > 0, weights[0], weights[1]) * (y != 0), **zeros,
+        rz=scal.clone(), tol_cg=scal.clone(), eta=scal + 0.1, viol=scal + 1.0,
+        cost_idx=cost_start.clone(), cost_start=cost_start,
+        cost_end=lanes[:, 1].repeat_interleave(problems).expand(g, -1).contiguous(),
+        newton_its=torch.zeros(g, p, dtype=torch.long), cg_its=torch.zeros(g, p, dtype=torch.long),
+        live=torch.ones(g, p, dtype=torch.bool), restart=torch.zeros(g, p, dtype=torch.bool), chol=chol,
+        outer_pos=torch.zeros_like(chol), outer_neg=torch.zeros_like(chol),  # per column V^T diag(act*cls) V
+        col=torch.arange(p) % problems,  # original problem of each (possibly compacted) slot
+    )
 
 
 def _check(gram: Tensor, targets: Tensor, costs: Sequence[float]) -> None:

@@ -33,6 +33,7 @@ from dcbench.results import Measurement
 from evaluators.svm.common import (
     REFERENCE_COSTS,
     REFERENCE_COSTS_SOURCE,
+    TINY_COSTS,
     augmented_gram,
     cv_mean_ap,
     cv_targets,
@@ -59,6 +60,9 @@ class Config:
     resize_edge: int = 256
     image_size: int = 224
     batch_size: int = 32  # extraction batch (svm_voc07.py extract_dataloader)
+    # feature extraction precision: fp32 = the reference; bf16 = CUDA autocast, a protocol deviation
+    # (recorded here, so in the config hash of every row, and in the feature cache key)
+    precision: str = "fp32"
     solver_tol: float = 1e-4  # KKT residual (margin units); LinearSVC tol=1e-4 on the dual PG range
     precond_rank: int = 64
     source: str = (
@@ -69,7 +73,7 @@ class Config:
     )
 
 
-TINY = Config(resize_edge=73, image_size=64, batch_size=25)
+TINY = Config(resize_edge=73, image_size=64, batch_size=25, costs=TINY_COSTS)  # CI-sized (see TINY_COSTS)
 
 
 @dataclass(frozen=True)
@@ -137,7 +141,7 @@ def _write_details(ctx: RunContext, layer: str, result: LayerResult, config: Con
 def run(backbone: Backbone, data_root: Path, config: Config, ctx: RunContext) -> list[Measurement]:
     """Entry point of `voc07_svm`: one 'mAP' row per layer."""
     feats = load_voc07_features(backbone, data_root, config.layers, config.resize_edge, config.image_size,
-                                config.batch_size, ctx)
+                                config.batch_size, ctx, precision=config.precision)
     rows = []
     for layer in config.layers:
         result = evaluate_layer(feats.train[layer], feats.train_labels, feats.test[layer], feats.test_labels,

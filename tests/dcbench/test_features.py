@@ -109,6 +109,23 @@ def test_real_feature_taps(tmp_path: Path) -> None:
                            progress=False)
     assert out["feature5"].shape == (2, 8192) and out["avgpool"].shape == (2, 2048)
     assert taps.training  # the caller's module is left in the mode it had
+    assert taps.resnet.conv1.weight.is_contiguous()  # and in its memory layout (channels_last ran inside)
+    plain = extract_features(taps, _Images(2), ["feature5", "avgpool"], tmp_path / "nchw", KEY,
+                             torch.device("cpu"), progress=False, channels_last=False)
+    for tap in ("feature5", "avgpool"):  # the layout only changes float rounding
+        np.testing.assert_allclose(out[tap], plain[tap], rtol=1e-4, atol=1e-5)
+
+
+def test_precision_is_part_of_the_key_and_bf16_needs_cuda(tmp_path: Path) -> None:
+    bf16 = FeatureKey("f" * 64, "toy", "train", "id8", precision="bf16")
+    assert bf16.path(tmp_path, "a") != KEY.path(tmp_path, "a") and "bf16" in bf16.path(tmp_path, "a").name
+    with pytest.raises(ValueError, match="precision"):
+        FeatureKey("f" * 64, "toy", "train", "id8", precision="fp8")
+    with pytest.raises(ValueError, match="only offered on CUDA"):
+        extract_features(_Taps, _Images(2), ["a"], tmp_path, bf16, torch.device("cpu"), progress=False)
+    extract_features(_Taps, _Images(2), ["a"], tmp_path, KEY, torch.device("cpu"), progress=False)
+    meta = KEY.path(tmp_path, "a").with_suffix(".json").read_text()
+    assert '"precision": "fp32"' in meta
 
 
 def test_key_components_must_be_plain_names() -> None:

@@ -114,9 +114,10 @@ def test_imagenet_images_are_learnable(tree: Path) -> None:
     assert (pred == val_y).mean() > 0.6
 
 
-def test_voc07_trainval_supports_every_low_shot_k(tree: Path) -> None:
+def test_voc07_trainval_supports_low_shot_k_up_to_16(tree: Path) -> None:
     labels = read_voc_cls(tree / "VOCdevkit" / "VOC2007", "trainval").labels
-    assert all(infeasible(labels, k, VOC_CLASSES) is None for k in (1, 2, 4, 8, 16, 32, 64, 96))
+    assert all(infeasible(labels, k, VOC_CLASSES) is None for k in (1, 2, 4, 8, 16))
+    assert all(infeasible(labels, k, VOC_CLASSES) is not None for k in (32, 64, 96))  # skipped, with reason
     assert len(read_voc_cls(tree / "VOCdevkit" / "VOC2007", "test").labels) == 100
 
 

@@ -11,10 +11,9 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
 
-from dcbench.backbone import Backbone, build_resnet50
+from dcbench.backbone import Backbone
 from dcbench.config import replace
 from dcbench.context import RunContext
-from dcbench.tiny import make_tiny
 from evaluators.svm import lowshot as voc_lowshot
 from evaluators.svm.common import normalize_features, voc_ap
 from evaluators.svm.samples import load_or_draw
@@ -89,18 +88,16 @@ def test_layer_matches_per_sample_liblinear(tmp_path: Path) -> None:
     assert voc_lowshot.summarize(results[1])[1] is None  # no CV with one positive
 
 
-def test_run_on_tiny_voc(tmp_path: Path) -> None:
-    root = make_tiny(tmp_path / "data", seed=0, datasets=["voc2007"])
-    torch.manual_seed(0)
-    backbone = Backbone(state_dict=build_resnet50().state_dict(), sobel=False, sha256="ef" * 32,
-                        source_format="test")
-    ctx = RunContext(work_dir=tmp_path / "work", cache_dir=tmp_path / "cache", device=torch.device("cpu"),
+def test_run_on_tiny_voc(tiny_voc_root: Path, tiny_voc_cache: Path, random_backbone: Backbone,
+                         e2e_layers: tuple[str, ...], tmp_path: Path) -> None:
+    ctx = RunContext(work_dir=tmp_path / "work", cache_dir=tiny_voc_cache, device=torch.device("cpu"),
                      seed=0, progress=False)
-    config = replace(voc_lowshot.TINY, layers=("feature4", "feature5"), num_samples=1, k_values=(1, 2, 96))
-    rows = voc_lowshot.run(backbone, root, config, ctx)
+    config = replace(voc_lowshot.TINY, layers=e2e_layers, num_samples=1, k_values=(1, 2, 16, 32))
+    rows = voc_lowshot.run(random_backbone, tiny_voc_root, config, ctx)
     saved = json.loads((ctx.work_dir / voc_lowshot.SAMPLES_FILE).read_text())
     feasible = sorted(int(k) for k in saved["samples"])
-    assert feasible == [1, 2, 96] and not saved["skipped"]  # the tiny trainval supports the largest k
+    assert feasible == [1, 2, 16]  # the tiny trainval supports k <= 16; larger k are skipped with a reason
+    assert list(saved["skipped"]) == ["32"] and "k=32 needs" in saved["skipped"]["32"]
     means = [r for r in rows if r.metric == "mAP"]
     refs = {(r.layer, r.k) for r in means if r.variant == "reference"}
     assert refs == {(layer, k) for layer in config.layers for k in feasible}
@@ -112,7 +109,7 @@ def test_run_on_tiny_voc(tmp_path: Path) -> None:
     assert all(metrics == ["mAP", "mAP_min", "mAP_max", "mAP_std"] for metrics in stats.values())
     one_sample = [r for r in rows if r.metric == "mAP_std"]
     assert all(r.value == 0.0 for r in one_sample)  # num_samples=1: no spread
-    details = json.loads((ctx.work_dir / "voc07_lowshot_feature5.json").read_text())
+    details = json.loads((ctx.work_dir / f"voc07_lowshot_{config.layers[-1]}.json").read_text())
     assert set(details["k"]["2"]["reference"]) == {"mAP", "mAP_min", "mAP_max", "mAP_std"}
     assert not list(ctx.work_dir.glob("*.png"))  # the plot is drawn by reports from the rows
 

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import average_precision_score
 from sklearn.model_selection import cross_val_score
@@ -15,7 +15,6 @@ from sklearn.svm import LinearSVC
 from dcbench.backbone import LAYERS, Backbone, build_resnet50
 from dcbench.config import replace
 from dcbench.datasets.common import DatasetMissingError
-from dcbench.tiny import make_tiny
 from evaluators.svm import voc07 as voc_svm
 from evaluators.svm.common import REFERENCE_COSTS, normalize_features, sklearn_ap, voc_ap
 
@@ -97,21 +96,17 @@ def test_reference_costs_are_the_reference_list() -> None:
     assert REFERENCE_COSTS[3:] == tuple(0.5**k for k in range(4, 20))
 
 
-@pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny(tmp_path_factory.mktemp("tiny") / "data", seed=0, datasets=["voc2007"])
-
-
-def test_run_on_tiny_voc_gives_finite_map_per_layer(tiny_root: Path, tmp_path: Path, make_ctx) -> None:
-    torch.manual_seed(0)
-    state = build_resnet50().state_dict()
-    backbone = Backbone(state_dict=state, sobel=False, sha256="ab" * 32, source_format="test")
-    rows = voc_svm.run(backbone, tiny_root, voc_svm.TINY, make_ctx(tmp_path))
-    assert [r.layer for r in rows] == list(LAYERS)
+def test_run_on_tiny_voc_gives_finite_map_per_layer(tiny_voc_root: Path, tiny_voc_cache: Path, tmp_path: Path,
+                                                    random_backbone: Backbone, e2e_layers: tuple[str, ...],
+                                                    make_ctx) -> None:
+    ctx = dataclasses.replace(make_ctx(tmp_path), cache_dir=tiny_voc_cache)
+    rows = voc_svm.run(random_backbone, tiny_voc_root, replace(voc_svm.TINY, layers=e2e_layers), ctx)
+    assert [r.layer for r in rows] == list(e2e_layers)
     for row in rows:
         assert row.dataset == "voc07" and row.metric == "mAP"
         assert math.isfinite(row.value) and 0.0 <= row.value <= 100.0
     assert (tmp_path / "work" / "voc07_svm_feature5.json").exists()
+    assert len(LAYERS) == 5  # every tap shares this code path; two keep the test cheap
 
 
 def test_missing_dataset_names_the_layout(tmp_path: Path, make_ctx) -> None:

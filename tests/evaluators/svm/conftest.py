@@ -1,0 +1,40 @@
+"""Fixtures of the SVM protocol tests: one tiny VOC2007 and one feature cache for the whole session.
+
+Both protocols read the same VOC2007 trainval/test features; building the tree and extracting its
+features once (same random-init backbone, same checkpoint id) instead of once per test module
+halves the cost of the end-to-end tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from dcbench.backbone import Backbone, build_resnet50
+from dcbench.tiny import make_tiny
+
+
+@pytest.fixture(scope="session")
+def tiny_voc_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny(tmp_path_factory.mktemp("tiny") / "data", seed=0, datasets=["voc2007"])
+
+
+@pytest.fixture(scope="session")
+def tiny_voc_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("svm_feature_cache")
+
+
+@pytest.fixture(scope="session")
+def random_backbone() -> Backbone:
+    torch.manual_seed(0)
+    return Backbone(state_dict=build_resnet50().state_dict(), sobel=False, sha256="ab" * 32,
+                    source_format="test")
+
+
+
+@pytest.fixture(scope="session")
+def e2e_layers() -> tuple[str, ...]:
+    """The layers both end-to-end tests run (one extraction pass serves both): stem tap and last stage."""
+    return ("feature1", "feature5")
