@@ -42,7 +42,7 @@ import torch
 from dcbench.backbone import Backbone
 from dcbench.fileio import atomic_write
 
-from .load import compare_shapes, require_rgb
+from .load import compare_shapes, require_fixed_sobel, require_rgb
 from .mmseg import BackboneLoadError
 
 AUTHOR = "deepcluster-bench"
@@ -100,6 +100,7 @@ def to_detectron2(backbone: Backbone, allow_sobel: bool = False) -> dict[str, np
 
     A Sobel backbone raises `SobelExportError` unless `allow_sobel` (see the module docstring).
     """
+    require_fixed_sobel(backbone, "detectron2")
     if not allow_sobel:
         require_rgb(backbone, "detectron2", "its ResNet stem is a 7x7 conv on 3 RGB channels (see module "
                     "doc; only deepcluster-bench's own detectron2 engine puts the Sobel filter in front)")

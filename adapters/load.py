@@ -80,6 +80,18 @@ def load_checkpoint(
     )
 
 
+def require_fixed_sobel(backbone: Backbone, engine: str) -> None:
+    """Raise `SobelExportError` when `backbone` carries its own Sobel filter (an MMSelfSup 1.x model whose
+    `sobel_layer` was re-initialised): `engine`'s registered Sobel backbone applies the fixed filter only,
+    and evaluating with another filter than the one it was trained with would be silently wrong."""
+    if backbone.sobel and backbone.sobel_filter is not None:
+        raise SobelExportError(
+            f"this Sobel checkpoint carries its own (re-initialised) Sobel filter; {engine}'s Sobel backbone "
+            "applies the fixed grayscale + Sobel filter only, so it cannot be evaluated there faithfully "
+            "(the frozen-feature and fine-tuning benchmarks do use the carried filter)"
+        )
+
+
 def require_rgb(backbone: Backbone, target: str, why: str) -> None:
     """Raise `SobelExportError` for a Sobel backbone: `target` has only a 3-channel RGB stem."""
     if backbone.sobel:

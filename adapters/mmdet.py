@@ -26,6 +26,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from adapters.load import require_fixed_sobel
 from dcbench.backbone import Backbone
 
 from .mmseg import BackboneLoadError, check_backbone_load
@@ -47,6 +48,7 @@ def detector_parts(state: Mapping[str, torch.Tensor], arch: Arch) -> dict[str, d
 
 def to_mmdet(backbone: Backbone, arch: Arch) -> dict[str, dict[str, torch.Tensor]]:
     """`detector_parts` of the backbone's canonical tensors (detached, on the CPU)."""
+    require_fixed_sobel(backbone, "mmdetection")
     return detector_parts({k: v.detach().cpu() for k, v in backbone.state_dict.items()}, arch)
 
 
