@@ -53,7 +53,9 @@ LOWSHOT_NOTE = (
     "every k (the page's one Best Layer column for the SVM and low-shot columns: OpenSelfSup "
     "docs/MODEL_ZOO.md, MMSelfSup configs/selfsup/deepcluster/README.md; `–` without an SVM result); "
     "the min / max / std over "
-    "the samples are recorded too (metrics `mAP_min`, `mAP_max`, `mAP_std`)"
+    "the samples are recorded too (metrics `mAP_min`, `mAP_max`, `mAP_std`); a k whose training set has "
+    "too few positives or negatives for a class is `–` (the `tiny` config's 420-image trainval supplies "
+    "k ≤ 16; the reason is in the benchmark's `voc07_lowshot_samples.json`)"
 )
 PER_K_LABEL = "best per k"
 PER_K_NOTE = (
