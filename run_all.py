@@ -3,6 +3,11 @@
 
     python run_all.py --ckpt CKPT --data-root DATA            # the real suite
     python run_all.py --tiny --work-dir demo --readme demo/README.md   # tiny data + tiny pretrain
+    python run_all.py --ckpt CKPT --data-root DATA --gpus 8            # torchrun children, 8 GPUs
+    python run_all.py --ckpt CKPT --data-root DATA --launcher slurm --slurm-partition gpu  # SLURM
+
+A benchmark whose finished rows for this checkpoint and config are in the store is not run again
+(`--force NAME` reruns it).
 
 Every benchmark's outcome lands in the results store (ok rows, or one skipped/failed row with
 the reason); the run exits non-zero at the end if any benchmark failed.
@@ -19,6 +24,7 @@ import torch
 
 from dcbench.results import ResultStore, git_sha
 from evaluators.suite.registry import UnknownBenchmarkError, resolve
+from evaluators.suite.scheduler import add_launcher_args
 
 LOG = logging.getLogger("deepcluster_bench")
 
@@ -39,6 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--num-gpus", type=int, default=1, help="passed to detectron2's launcher")
     p.add_argument("--num-workers", type=int, default=0)
+    add_launcher_args(p)
     return p.parse_args(argv)
 
 
@@ -78,7 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         data_root, ckpt = args.data_root, args.ckpt
 
     from adapters import CheckpointError, load_checkpoint
-    from evaluators.suite.runner import SuiteSettings, format_summary, run_suite
+    from dcbench.config import ConfigError
+    from evaluators.suite.plan import make_jobs
+    from evaluators.suite.registry import EVALUATORS
+    from evaluators.suite.runner import SuiteSettings, format_summary, world
+    from evaluators.suite.scheduler import build_launcher, schedule
 
     try:
         backbone = load_checkpoint(ckpt)
@@ -91,7 +102,15 @@ def main(argv: list[str] | None = None) -> int:
         num_workers=args.num_workers, num_gpus=args.num_gpus,
     )
     store = ResultStore(args.results or args.work_dir / "results.jsonl")
-    outcomes = run_suite(names, backbone, settings, store)
+    try:
+        jobs = make_jobs(names, EVALUATORS, args.tiny, args.set)
+        launcher = build_launcher(args, ckpt, data_root, backbone, settings, store)
+    except (ConfigError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    outcomes = schedule(jobs, launcher, store, backbone.sha256, args.force)
+    if world()[0] != 0:  # under torchrun: rank 0 reports
+        return 1 if any(o.status == "failed" for o in outcomes) else 0
     print(format_summary(outcomes))
     print(f"results: {store.path}")
     if args.readme is not None:

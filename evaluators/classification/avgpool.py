@@ -62,3 +62,11 @@ def run(backbone: Backbone, data_root: Path, config: Config, ctx: RunContext) ->
     if tuple(config.layers) != ("avgpool",):
         raise ValueError(f"the AvgPool probe uses only the 'avgpool' tap, got layers {list(config.layers)}")
     return linear.run(backbone, data_root, config, ctx)
+
+
+if __name__ == "__main__":  # `python -m evaluators.classification.avgpool` / torchrun: the shared job CLI
+    import sys
+
+    from evaluators.suite.cli import main
+
+    sys.exit(main(sys.argv[1:], benchmarks=tuple(CONFIGS)))

@@ -271,3 +271,11 @@ def evaluate(
         raise ValueError("the validation split is empty")
     return {name: {"top1": 100.0 * float(counts[i, 0]) / seen, "top5": 100.0 * float(counts[i, 1]) / seen}
             for i, name in enumerate(layers)}
+
+
+if __name__ == "__main__":  # `python -m evaluators.classification.linear` / torchrun: the shared job CLI
+    import sys
+
+    from evaluators.suite.cli import main
+
+    sys.exit(main(sys.argv[1:], benchmarks=tuple(CONFIGS)))

@@ -285,3 +285,11 @@ def evaluate(net: nn.Module, loader: torch.utils.data.DataLoader, dist: tu.DistI
     if total == 0:
         raise ValueError("the validation split is empty")
     return {"top1": 100.0 * float(counts[0]) / total, "top5": 100.0 * float(counts[1]) / total}
+
+
+if __name__ == "__main__":  # `python -m evaluators.classification.semisup` / torchrun: the shared job CLI
+    import sys
+
+    from evaluators.suite.cli import main
+
+    sys.exit(main(sys.argv[1:], benchmarks=tuple(CONFIGS)))

@@ -223,3 +223,11 @@ def run(backbone: Backbone, data_root: Path, config: Config, ctx: RunContext) ->
                                         variant="clean"))
     plot_lowshot(curves, ctx.work_dir / "voc07_lowshot_map_vs_k.png")
     return rows
+
+
+if __name__ == "__main__":  # `python -m evaluators.svm.lowshot` / torchrun: the shared job CLI
+    import sys
+
+    from evaluators.suite.cli import main
+
+    sys.exit(main(sys.argv[1:], benchmarks=("voc07_lowshot",)))

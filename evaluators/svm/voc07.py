@@ -150,3 +150,11 @@ def run(backbone: Backbone, data_root: Path, config: Config, ctx: RunContext) ->
         _write_details(ctx, layer, result, config)
         rows.append(Measurement(dataset="voc07", metric="mAP", value=result.map, layer=layer))
     return rows
+
+
+if __name__ == "__main__":  # `python -m evaluators.svm.voc07` / torchrun: the shared job CLI
+    import sys
+
+    from evaluators.suite.cli import main
+
+    sys.exit(main(sys.argv[1:], benchmarks=("voc07_svm",)))
