@@ -61,6 +61,7 @@ MpiDefault=none
 ReturnToService=2
 JobRequeue=1
 MinJobAge=300
+KillWait=5
 SlurmctldTimeout=30
 SlurmdTimeout=30
 NodeName=$HOST CPUs=$cpus RealMemory=$mem State=UNKNOWN

@@ -273,20 +273,50 @@ class SlurmLauncher:
         outcomes: dict[str, Outcome] = {}
         while len(outcomes) < len(submitted):
             for job, handle, since, start in submitted:
-                if job.name in outcomes or not handle.done():
+                if job.name in outcomes:
                     continue
-                failure = _failure(handle)
+                failure = _ended(handle)
+                if failure is None:
+                    continue
                 outcomes[job.name] = collect(job, self.args, self.store, since, time.perf_counter() - start,
-                                             failure)
+                                             failure or None)
             time.sleep(self.opts.poll_s)
         return [outcomes[j.name] for j in jobs]
 
 
-def _failure(handle: Any) -> str | None:
-    """None when the job returned 0; else why it did not (exception text or exit status)."""
+FINAL_STATES = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
+                "DEADLINE", "SPECIAL_EXIT", "REVOKED"}
+
+
+def queue_state(job_id: str) -> str | None:
+    """The job's state as squeue shows it; None once SLURM no longer lists it."""
     try:
-        code = handle.result()
-    except Exception as err:  # noqa: BLE001 - a cancelled or crashed job is an outcome, not a crash
-        first = str(err).strip().splitlines()[:3]
-        return f"SLURM job {handle.job_id} ({handle.state}): {type(err).__name__}: {' '.join(first)}"
-    return None if code == 0 else f"SLURM job {handle.job_id} exited with code {code}"
+        out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True,
+                             timeout=60, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return "UNKNOWN"  # keep waiting: the controller may be briefly unreachable
+    state = out.stdout.strip().split()
+    return state[0].split("+")[0] if out.returncode == 0 and state else None
+
+
+def _ended(handle: Any) -> str | None:
+    """None while the job runs or is requeued; '' when it returned 0; else why it failed.
+
+    Reads submitit's result file and squeue, never waits on `sacct` (clusters without accounting,
+    like scripts/local_slurm.sh, have none): a job that left the queue without a result failed.
+    """
+    if handle.paths.result_pickle.exists():
+        try:
+            code = handle.result()
+        except Exception as err:  # noqa: BLE001 - a crashed job is an outcome, not a crash
+            first = " ".join(str(err).strip().splitlines()[:3])
+            return f"SLURM job {handle.job_id}: {type(err).__name__}: {first}"
+        return "" if code == 0 else f"SLURM job {handle.job_id} exited with code {code}"
+    state = queue_state(handle.job_id)
+    if state is not None and state not in FINAL_STATES:
+        return None
+    time.sleep(1.0)  # the result file of a job that just completed may land a moment after squeue says so
+    if handle.paths.result_pickle.exists():
+        return _ended(handle)
+    log = handle.paths.stderr
+    return f"SLURM job {handle.job_id} ended as {state or 'gone'} without a result (log: {log})"
