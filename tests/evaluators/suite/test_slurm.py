@@ -100,3 +100,36 @@ def test_cancelled_job_resumes_and_finished_benchmarks_are_not_rerun(slurm_clust
     rows = pd.read_json(work / "results.jsonl", lines=True)
     assert (rows.loc[rows["benchmark"] == "semisup_1pct", "status"] == "ok").sum() == 2  # not recomputed
     assert (rows.loc[rows["benchmark"] == "linear_imagenet", "status"] == "ok").sum() == 10
+
+
+def test_preempted_job_requeues_itself_and_resumes(slurm_cluster, tiny_inputs, tmp_path) -> None:
+    work = tmp_path / "requeue"
+    epochs = 3
+    overrides = (f"linear_imagenet.epochs={epochs}", "linear_imagenet.milestones=[2]")
+    argv = run_all_argv(tiny_inputs, work, "linear_imagenet", overrides, *SLURM)
+    run = subprocess.Popen(argv, cwd=ROOT, env=child_env(), stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while _probe_epoch(work) < 1 and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    job = subprocess.run(["squeue", "-h", "-n", "dcbench-linear_imagenet", "-o", "%i"], capture_output=True,
+                         text=True, check=True, timeout=60).stdout.split()
+    preempted_after = _probe_epoch(work)
+    assert len(job) == 1 and 1 <= preempted_after < epochs
+    for signal in ("TERM", "USR2"):  # what SLURM sends a preempted job (submitit's own test path)
+        subprocess.run(["scancel", f"--signal={signal}", job[0]], check=True, timeout=60)
+    for _ in range(300):  # a requeued job waits for its BeginTime; this test cluster need not wait
+        state = subprocess.run(["squeue", "-h", "-j", job[0], "-o", "%T %r"], capture_output=True, text=True,
+                               timeout=60).stdout
+        if "BeginTime" in state:
+            subprocess.run(["scontrol", "update", f"jobid={job[0]}", "StartTime=now"], check=True, timeout=60)
+            break
+        time.sleep(0.2)
+    out, _ = run.communicate(timeout=300)
+    assert run.returncode == 0, out[-3000:]
+    log = "".join(p.read_text() for p in _job_logs(work))
+    assert "this job is preempted" in log
+    resumed = re.search(r"resuming probe training from .* after epoch (\d+)", log)
+    assert resumed and int(resumed.group(1)) >= preempted_after, log[-3000:]
+    rows = pd.read_json(work / "results.jsonl", lines=True)
+    assert list(rows["status"]).count("ok") == 10 and set(rows["status"]) == {"ok"}
