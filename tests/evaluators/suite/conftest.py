@@ -34,6 +34,32 @@ def tiny_inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return root / "data", root / "resnet50_tv.pth"
 
 
+class RunAll:
+    """run_all.py as a child process (what a user types), with the constants the tests share."""
+
+    root = ROOT
+    frozen_probe = FROZEN_PROBE
+    one_setting = ONE_SETTING
+
+    @staticmethod
+    def argv(inputs: tuple[Path, Path], work: Path, benchmarks: str, overrides: tuple[str, ...],
+             *extra: str) -> list[str]:
+        return run_all_argv(inputs, work, benchmarks, overrides, *extra)
+
+    @staticmethod
+    def env() -> dict[str, str]:
+        return child_env()
+
+    @staticmethod
+    def run(argv: list[str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return run_run_all(argv, timeout)
+
+
+@pytest.fixture(scope="session")
+def run_all_cli() -> type[RunAll]:
+    return RunAll
+
+
 def run_all_argv(inputs: tuple[Path, Path], work: Path, benchmarks: str, overrides: tuple[str, ...],
                  *extra: str) -> list[str]:
     data, ckpt = inputs

@@ -12,7 +12,6 @@ from evaluators.suite.launchers import JobArgs, child_command, slurm_parameters,
 from evaluators.suite.launchers import SlurmOptions as Opts
 from evaluators.suite.plan import make_jobs
 from evaluators.suite.registry import EVALUATORS
-from tests.evaluators.suite.conftest import FROZEN_PROBE, ONE_SETTING, run_all_argv, run_run_all
 
 KEY = ["benchmark", "dataset", "layer", "variant", "metric"]
 
@@ -21,11 +20,12 @@ def _rows(work: Path) -> pd.DataFrame:
     return pd.read_json(work / "results.jsonl", lines=True, dtype=False)
 
 
-def test_torchrun_children_write_rows_once_and_match_one_process(tiny_inputs, in_process_run,
+def test_torchrun_children_write_rows_once_and_match_one_process(tiny_inputs, in_process_run, run_all_cli,
                                                                  tmp_path) -> None:
     work = tmp_path / "gpus2"
-    done = run_run_all(run_all_argv(tiny_inputs, work, "linear_imagenet,semisup_1pct",
-                                    FROZEN_PROBE + ONE_SETTING, "--gpus", "2"))
+    cli = run_all_cli
+    done = cli.run(cli.argv(tiny_inputs, work, "linear_imagenet,semisup_1pct",
+                            cli.frozen_probe + cli.one_setting, "--gpus", "2"))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "--nproc_per_node=2" in done.stderr  # each benchmark was a torchrun child on 2 processes
     rows = _rows(work)

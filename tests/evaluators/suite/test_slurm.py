@@ -14,22 +14,13 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.evaluators.suite.conftest import (
-    FROZEN_PROBE,
-    ONE_SETTING,
-    ROOT,
-    child_env,
-    run_all_argv,
-    run_run_all,
-)
-
 SLURM = ("--launcher", "slurm", "--gpus", "1")
 
 
 @pytest.fixture(scope="module")
-def slurm_cluster() -> None:
+def slurm_cluster(run_all_cli) -> None:
     try:
-        done = subprocess.run(["bash", str(ROOT / "scripts" / "local_slurm.sh"), "start"],
+        done = subprocess.run(["bash", str(run_all_cli.root / "scripts" / "local_slurm.sh"), "start"],
                               capture_output=True, text=True, timeout=900)
     except (OSError, subprocess.SubprocessError) as err:
         pytest.fail(f"the local SLURM cluster could not be started: {err}")
@@ -42,10 +33,10 @@ def _block(readme: Path, table: str) -> str:
 
 
 def test_tiny_suite_through_slurm_renders_the_in_process_tables(slurm_cluster, tiny_inputs, in_process_run,
-                                                                tmp_path) -> None:
-    work = tmp_path / "slurm"
-    done = run_run_all(run_all_argv(tiny_inputs, work, "linear_imagenet", FROZEN_PROBE, *SLURM,
-                                    "--readme", str(work / "README.md")))
+                                                                run_all_cli, tmp_path) -> None:
+    work, cli = tmp_path / "slurm", run_all_cli
+    done = cli.run(cli.argv(tiny_inputs, work, "linear_imagenet", cli.frozen_probe, *SLURM,
+                            "--readme", str(work / "README.md")))
     assert done.returncode == 0, done.stderr[-3000:]
     assert re.search(r"linear_imagenet: SLURM job \d+", done.stderr)
     rows = pd.read_json(work / "results.jsonl", lines=True)
@@ -67,13 +58,13 @@ def _job_logs(work: Path) -> set[Path]:
     return set((work / "slurm").glob("*_log.err"))
 
 
-def test_cancelled_job_resumes_and_finished_benchmarks_are_not_rerun(slurm_cluster, tiny_inputs,
+def test_cancelled_job_resumes_and_finished_benchmarks_are_not_rerun(slurm_cluster, tiny_inputs, run_all_cli,
                                                                      tmp_path) -> None:
-    work = tmp_path / "resume"
+    work, cli = tmp_path / "resume", run_all_cli
     epochs = 4
-    overrides = (f"linear_imagenet.epochs={epochs}", "linear_imagenet.milestones=[3]", *ONE_SETTING)
-    argv = run_all_argv(tiny_inputs, work, "semisup_1pct,linear_imagenet", overrides, *SLURM)
-    first = subprocess.Popen(argv, cwd=ROOT, env=child_env(), stdout=subprocess.PIPE,
+    overrides = (f"linear_imagenet.epochs={epochs}", "linear_imagenet.milestones=[3]", *cli.one_setting)
+    argv = cli.argv(tiny_inputs, work, "semisup_1pct,linear_imagenet", overrides, *SLURM)
+    first = subprocess.Popen(argv, cwd=cli.root, env=cli.env(), stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 300
     while _probe_epoch(work) < 1 and first.poll() is None and time.monotonic() < deadline:
@@ -88,7 +79,7 @@ def test_cancelled_job_resumes_and_finished_benchmarks_are_not_rerun(slurm_clust
     assert (rows.loc[rows["benchmark"] == "semisup_1pct", "status"] == "ok").sum() == 2
 
     before = _job_logs(work)
-    second = run_run_all(argv)
+    second = cli.run(argv)
     assert second.returncode == 0, second.stderr[-3000:]
     assert re.search(r"semisup_1pct +ok +2 .*finished earlier", second.stdout)
     new_logs = "".join(p.read_text() for p in _job_logs(work) - before)
@@ -102,12 +93,12 @@ def test_cancelled_job_resumes_and_finished_benchmarks_are_not_rerun(slurm_clust
     assert (rows.loc[rows["benchmark"] == "linear_imagenet", "status"] == "ok").sum() == 10
 
 
-def test_preempted_job_requeues_itself_and_resumes(slurm_cluster, tiny_inputs, tmp_path) -> None:
-    work = tmp_path / "requeue"
+def test_preempted_job_requeues_itself_and_resumes(slurm_cluster, tiny_inputs, run_all_cli, tmp_path) -> None:
+    work, cli = tmp_path / "requeue", run_all_cli
     epochs = 3
     overrides = (f"linear_imagenet.epochs={epochs}", "linear_imagenet.milestones=[2]")
-    argv = run_all_argv(tiny_inputs, work, "linear_imagenet", overrides, *SLURM)
-    run = subprocess.Popen(argv, cwd=ROOT, env=child_env(), stdout=subprocess.PIPE,
+    argv = cli.argv(tiny_inputs, work, "linear_imagenet", overrides, *SLURM)
+    run = subprocess.Popen(argv, cwd=cli.root, env=cli.env(), stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 300
     while _probe_epoch(work) < 1 and run.poll() is None and time.monotonic() < deadline:
