@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # on a GPU machine install your CUDA build of torch first, then `pip install -e '.[gpu]'`.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup demo test lint tables
+.PHONY: setup browser demo test lint tables
 
 setup: $(VENV)/.installed
 
@@ -19,10 +19,16 @@ $(VENV)/.installed: setup.cfg pyproject.toml scripts/install_seg.sh scripts/buil
 	bash scripts/install_seg.sh $(PY)
 	touch $@
 
+# Chromium + chromedriver (Debian packages) for the leaderboard's real-browser test
+browser:
+	bash scripts/install_browser.sh
+
 demo: setup
 	$(PY) run_all.py --tiny --work-dir demo --results demo/results.jsonl --readme demo/README.md
+	$(PY) -m reports --results demo/results.jsonl --html demo/site --metafile demo/metafile.yml \
+		--csv demo/results.csv --pretrain-log deepcluster-tiny=demo/pretrain/log.jsonl
 
-test: setup
+test: setup browser
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 	$(PY) -m reports --check

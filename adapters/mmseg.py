@@ -11,8 +11,10 @@ Sobel backbones (conv1 of shape [64, 2, 7, 7]) are refused by default: a stock m
 config feeds the normalised RGB image straight into a 3-channel conv1 and has no place for
 DeepCluster's fixed grayscale + Sobel filter (see adapters.detectron2 for why it cannot be folded
 into a 3-channel conv1).  With ``allow_sobel=True`` the 2-channel conv1 is written unchanged and
-``meta["sobel"]`` is True; the reader must build ``ResNet(in_channels=2)`` and apply the fixed filter
-(`dcbench.backbone.Sobel`) to the normalised image in front of it.  Our own segmentation benchmarks
+``meta["sobel"]`` is True; the reader must build ``ResNet(in_channels=2)`` and apply the filter
+(`dcbench.backbone.Sobel`) to the normalised image in front of it: the fixed one, or -- when the
+checkpoint carried its own (MMSelfSup 1.x re-initialises ``sobel_layer``; ``meta["input_filter"]`` is
+``"sobel-from-checkpoint"``) -- ``Sobel(meta["sobel_filter"])``.  Our own segmentation benchmarks
 do exactly that (evaluators.segmentation.mm_backbone.SobelResNet).
 """
 
@@ -52,8 +54,13 @@ def to_mmseg(backbone: Backbone, allow_sobel: bool = False) -> dict[str, Any]:
     if not allow_sobel:
         require_rgb(backbone, "mmsegmentation", "its ResNet conv1 takes the 3-channel RGB image "
                     "(only deepcluster-bench's own segmentation benchmarks put the Sobel filter in front)")
-    meta = {"author": AUTHOR, "source_sha256": backbone.sha256, "source_format": backbone.source_format,
-            "sobel": backbone.sobel}
+    meta: dict[str, Any] = {
+        "author": AUTHOR, "source_sha256": backbone.sha256, "weights_sha256": backbone.sha256,
+        "file_sha256": backbone.file_sha256, "source_format": backbone.source_format, "sobel": backbone.sobel,
+        "input_filter": backbone.input_filter_kind,
+    }
+    if backbone.sobel_filter is not None:
+        meta["sobel_filter"] = {k: v.detach().cpu() for k, v in backbone.sobel_filter.items()}
     return {"state_dict": {k: v.detach().cpu() for k, v in backbone.state_dict.items()}, "meta": meta}
 
 

@@ -102,7 +102,7 @@ def bench_extraction(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         paths = write_images(Path(tmp), args.images, args.size * 5 // 4)
         model = DeepClusterModel(10, sobel=False).to(device)
-        info = D.DistInfo(0, 1, 0, device, False)
+        info = D.DistInfo(0, 1, device)
         extract_features(model, cfg, Images(paths[: args.batch], None), info)  # warm-up
         t = time.perf_counter()
         extract_features(model, cfg, Images(paths, None), info)

@@ -9,6 +9,7 @@ the map is adaptively pooled to the same output grid, so dimensions never change
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -16,7 +17,11 @@ import torch
 import torchvision
 from torch import nn
 
-LAYERS = ("feature1", "feature2", "feature3", "feature4", "feature5")
+from dcbench.layers import LAYERS
+
+# The input normalization of torchvision's ResNet-50 and of every reference pipeline (RGB, [0, 1] input).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 ALL_TAPS = (*LAYERS, "avgpool")
 
 
@@ -47,22 +52,69 @@ TAP_SPECS: Mapping[str, TapSpec] = {
 }
 
 
-class Sobel(nn.Module):
-    """Fixed grayscale + Sobel-x/y filter (DeepCluster's `sobel=True` input): 3 -> 2 channels."""
+SOBEL_FILTER_KEYS = ("0.weight", "0.bias", "1.weight", "1.bias")  # MMSelfSup's `Sobel.sobel` Sequential
 
-    def __init__(self) -> None:
-        super().__init__()
-        gray = torch.full((1, 3, 1, 1), 1.0 / 3.0)
-        sobel = torch.tensor(
+
+def fixed_sobel_filter() -> dict[str, torch.Tensor]:
+    """DeepCluster's fixed filter: `0` = grayscale 1x1 conv (3 -> 1), `1` = Sobel-x/y 3x3 conv (1 -> 2)."""
+    return {
+        "0.weight": torch.full((1, 3, 1, 1), 1.0 / 3.0),
+        "0.bias": torch.zeros(1),
+        "1.weight": torch.tensor(
             [[[[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]]],
              [[[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]]]]
-        )
-        self.register_buffer("gray", gray, persistent=False)
-        self.register_buffer("sobel", sobel, persistent=False)
+        ),
+        "1.bias": torch.zeros(2),
+    }
+
+
+class Sobel(nn.Module):
+    """Grayscale + Sobel-x/y input filter (DeepCluster's `sobel=True` input): 3 -> 2 channels.
+
+    Without `weights` it is the fixed filter; `weights` ({SOBEL_FILTER_KEYS: tensor}) is a filter a
+    checkpoint carries (MMSelfSup 1.x re-initialises its frozen `sobel_layer`, see adapters.convert).
+    Never trained: buffers, not parameters.
+    """
+
+    def __init__(self, weights: Mapping[str, torch.Tensor] | None = None) -> None:
+        super().__init__()
+        custom = weights is not None
+        weights = fixed_sobel_filter() if weights is None else weights
+        self.register_buffer("gray", weights["0.weight"].detach().float().clone(), persistent=False)
+        self.register_buffer("sobel", weights["1.weight"].detach().float().clone(), persistent=False)
+        self.gray_bias: torch.Tensor | None
+        self.sobel_bias: torch.Tensor | None
+        self.register_buffer("gray_bias", weights["0.bias"].detach().float().clone() if custom else None,
+                             persistent=False)
+        self.register_buffer("sobel_bias", weights["1.bias"].detach().float().clone() if custom else None,
+                             persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        g = nn.functional.conv2d(x, self.gray)
-        return nn.functional.conv2d(g, self.sobel, padding=1)
+        g = nn.functional.conv2d(x, self.gray, self.gray_bias)
+        return nn.functional.conv2d(g, self.sobel, self.sobel_bias, padding=1)
+
+
+class SobelInputMixin:
+    """Put the fixed `Sobel` filter in front of an OpenMMLab ResNet with a 2-channel conv1.
+
+    Mix in before the ResNet class (``class SobelResNet(SobelInputMixin, ResNet)``): the filter sees
+    exactly what the backbone is given (the normalised, padded image), as MMSelfSup 1.x's
+    `ResNetSobel` and `FeatureTaps` apply it.  Its weights are non-persistent buffers: no
+    parameters and no state-dict keys, so the state dict is exactly a 2-channel ResNet's.
+    """
+
+    SOBEL_CHANNELS = 2
+
+    def __init__(self, in_channels: int = SOBEL_CHANNELS, **kwargs: object) -> None:
+        if in_channels != self.SOBEL_CHANNELS:
+            raise ValueError(f"{type(self).__name__} takes the {self.SOBEL_CHANNELS} Sobel channels in "
+                             "conv1, "
+                             f"not in_channels={in_channels}")
+        super().__init__(in_channels=in_channels, **kwargs)  # type: ignore[call-arg]
+        self.sobel = Sobel()
+
+    def forward(self, x: torch.Tensor) -> object:
+        return super().forward(self.sobel(x))  # type: ignore[misc]
 
 
 def build_resnet50(sobel: bool = False) -> torchvision.models.ResNet:
@@ -77,12 +129,11 @@ def build_resnet50(sobel: bool = False) -> torchvision.models.ResNet:
     return model
 
 
-def input_filter(sobel: bool) -> nn.Module:
-    return Sobel() if sobel else nn.Identity()
-
-
-def is_sobel_state_dict(state: Mapping[str, torch.Tensor]) -> bool:
-    return tuple(state["conv1.weight"].shape[1:2]) == (2,)
+def input_filter(sobel: bool, sobel_filter: Mapping[str, torch.Tensor] | None = None) -> nn.Module:
+    """What goes in front of conv1: the Sobel filter (fixed, or the checkpoint's own), or nothing."""
+    if sobel_filter is not None and not sobel:
+        raise ValueError("a Sobel filter was given for a non-Sobel (RGB) backbone")
+    return Sobel(sobel_filter) if sobel else nn.Identity()
 
 
 def _pool(name: str, fmap: torch.Tensor) -> torch.Tensor:
@@ -97,9 +148,12 @@ def _pool(name: str, fmap: torch.Tensor) -> torch.Tensor:
 class FeatureTaps(nn.Module):
     """Run the trunk once and return the requested pooled taps, flattened to (N, dim)."""
 
-    def __init__(self, resnet: torchvision.models.ResNet, sobel: bool = False) -> None:
+    def __init__(
+        self, resnet: torchvision.models.ResNet, sobel: bool = False,
+        sobel_filter: Mapping[str, torch.Tensor] | None = None,
+    ) -> None:
         super().__init__()
-        self.input_filter = input_filter(sobel)
+        self.input_filter = input_filter(sobel, sobel_filter)
         self.resnet = resnet
 
     def forward(self, x: torch.Tensor, taps: Sequence[str] = ALL_TAPS) -> dict[str, torch.Tensor]:
@@ -122,11 +176,37 @@ class FeatureTaps(nn.Module):
         return out
 
 
+def weights_sha256(
+    state_dict: Mapping[str, torch.Tensor], sobel_filter: Mapping[str, torch.Tensor] | None = None
+) -> str:
+    """sha256 over the tensors in sorted key order (key, dtype, shape, raw bytes of each).
+
+    The identity of the weights, not of the file: the same tensors saved twice (another epoch
+    counter, RNG state, optimiser, container format or dtype already made canonical by the loader)
+    give the same hash.  A checkpoint-specific Sobel filter is part of the network and is hashed
+    under ``input_filter.*``; the fixed filter (None) adds nothing.
+    """
+    items = dict(state_dict)
+    if sobel_filter is not None:
+        items |= {f"input_filter.{k}": v for k, v in sobel_filter.items()}
+    digest = hashlib.sha256()
+    for key in sorted(items):
+        tensor = items[key].detach().cpu().contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{list(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class Backbone:
     """A loaded checkpoint in canonical form: torchvision ResNet-50 keys without `fc.*`.
 
     Made by `adapters.load_checkpoint`; every evaluator takes one of these.
+    `sha256` identifies the weights (`weights_sha256`: caches and result rows key on it);
+    `file_sha256` is the hash of the file they were read from (provenance only).
+    `sobel_filter` is None for RGB backbones and for the fixed DeepCluster filter; otherwise the
+    checkpoint's own filter ({SOBEL_FILTER_KEYS: tensor}), which every consumer must apply
+    (`input_filter()`).
     """
 
     state_dict: Mapping[str, torch.Tensor]
@@ -134,6 +214,18 @@ class Backbone:
     sha256: str
     source_format: str
     pretrain_config: str | None = None
+    file_sha256: str | None = None
+    sobel_filter: Mapping[str, torch.Tensor] | None = None
+
+    @property
+    def input_filter_kind(self) -> str:
+        """'rgb', 'sobel-fixed' or 'sobel-from-checkpoint' (what a result row should record)."""
+        if not self.sobel:
+            return "rgb"
+        return "sobel-fixed" if self.sobel_filter is None else "sobel-from-checkpoint"
+
+    def input_filter(self) -> nn.Module:
+        return input_filter(self.sobel, self.sobel_filter)
 
     def build_resnet(self) -> torchvision.models.ResNet:
         """A fresh ResNet-50 (fc = Identity) with these weights, loaded strictly."""
@@ -142,4 +234,4 @@ class Backbone:
         return model
 
     def build_taps(self) -> FeatureTaps:
-        return FeatureTaps(self.build_resnet(), sobel=self.sobel)
+        return FeatureTaps(self.build_resnet(), sobel=self.sobel, sobel_filter=self.sobel_filter)

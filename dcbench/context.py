@@ -17,3 +17,4 @@ class RunContext:
     num_workers: int = 0
     progress: bool = True  # tqdm bars on long loops
     num_gpus: int = 1  # passed to external launchers (detectron2)
+    det_engine: str = "auto"  # detection engine: 'auto' (detectron2 where importable), 'mmdet', 'detectron2'

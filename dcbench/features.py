@@ -3,7 +3,8 @@
 Cache layout: `cache_dir/<checkpoint sha256>/<dataset>/<split>/<tap>__<transform id>.npy`
 (float32, one row per image in dataset order) plus `<tap>__<transform id>.json` recording the
 row count and the image-list fingerprint. Files are written atomically (dcbench.fileio), so an
-interrupted run leaves nothing that looks complete. A later call with the same key and images
+interrupted run leaves nothing that looks complete; the temporary files of a killed run are
+removed by the next extraction into the same folder. A later call with the same key and images
 loads the arrays (memory-mapped) without building or running the model.
 """
 
@@ -25,9 +26,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from dcbench.fileio import atomic_path, atomic_write_text
+from dcbench.fileio import atomic_path, atomic_write_text, sweep_stale
 
-LOG = logging.getLogger("deepcluster_bench")
+LOG = logging.getLogger(__name__)
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
 
 
@@ -146,6 +147,8 @@ def extract_features(
     paths = {tap: key.path(cache_dir, tap) for tap in taps}
     missing = [tap for tap in taps if not _cached(paths[tap], rows, images)]
     if missing:
+        for folder in sorted({paths[tap].parent for tap in missing}):
+            sweep_stale(folder)
         LOG.info("extracting %s for %s/%s (%d images)", missing, key.dataset, key.split, rows)
         net = model if isinstance(model, nn.Module) else model()
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,

@@ -4,13 +4,20 @@ One row per (model, checkpoint sha256, benchmark, dataset, layer, k, variant, me
 Values are plain floats (percent where the reference page prints percent); a missing
 value is null, never a sentinel.  A benchmark that failed or was skipped is one row with
 `status` 'failed' / 'skipped', `metric`/`value` null and the `reason`.
+
+Several processes may append to one store (parallel jobs): each append holds an exclusive
+`flock` on the file, writes whole lines in one go, and on a write error (a full disk) cuts the
+file back to where it was. A torn last line (a writer killed mid-row, or an older store) is kept
+on a line of its own, reported and ignored by `read`, never glued to the next row.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import fcntl
 import json
+import logging
 import os
 import subprocess
 from collections.abc import Iterable, Sequence
@@ -22,6 +29,7 @@ import pandas as pd
 
 from dcbench import BENCHMARK_VERSION
 
+LOG = logging.getLogger("deepcluster_bench")
 Status = Literal["ok", "failed", "skipped"]
 KEY_COLUMNS = ("model", "checkpoint_sha256", "benchmark", "dataset", "layer", "k", "variant", "metric")
 
@@ -111,8 +119,22 @@ def status_row(prov: Provenance, status: Status, reason: str, dataset: str | Non
 COLUMNS = tuple(f.name for f in dataclasses.fields(ResultRow))
 
 
+@dataclass(frozen=True)
+class StoreScan:
+    """The parsed rows of a store and the numbers (1-based) of its lines that are not whole rows."""
+
+    records: list[dict[str, Any]]
+    bad_lines: list[int]
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 class ResultStore:
-    """Append-only JSONL file; each append is one write of whole lines."""
+    """Append-only JSONL file; each append writes whole lines under an exclusive lock."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -121,19 +143,57 @@ class ResultStore:
         if not rows:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        text = "".join(json.dumps(dataclasses.asdict(r), sort_keys=True) + "\n" for r in rows)
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+        data = "".join(json.dumps(dataclasses.asdict(r), sort_keys=True) + "\n" for r in rows).encode()
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            size = os.lseek(fd, 0, os.SEEK_END)
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                LOG.warning("results store %s ends in a torn line; it is kept on its own line and "
+                            "ignored", self.path)
+                data = b"\n" + data
+            try:
+                _write_all(fd, data)
+                os.fsync(fd)
+            except OSError:
+                os.ftruncate(fd, size)  # e.g. a full disk: no half row stays behind
+                raise
+        finally:
+            os.close(fd)  # releases the lock
+
+    def scan(self) -> StoreScan:
+        """Every whole row, and the line numbers of torn or unparseable lines (never an error)."""
+        if not self.path.exists():
+            return StoreScan([], [])
+        records, bad = [], []
+        with open(self.path, "rb") as fh:
+            for number, raw in enumerate(fh, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    record = json.loads(raw)
+                except ValueError:
+                    record = None
+                if isinstance(record, dict) and "status" in record:
+                    records.append(record)
+                else:
+                    bad.append(number)
+        return StoreScan(records, bad)
 
     def read(self) -> pd.DataFrame:
-        """All rows as a DataFrame (empty, with the columns, when there is no store yet)."""
-        if not self.path.exists() or self.path.stat().st_size == 0:
+        """All rows as a DataFrame (empty, with the columns, when there is no store yet).
+
+        Lines that are not whole rows are logged (WARNING) and left out.
+        """
+        found = self.scan()
+        if found.bad_lines:
+            shown = ", ".join(str(n) for n in found.bad_lines[:5])
+            more = f" and {len(found.bad_lines) - 5} more" if len(found.bad_lines) > 5 else ""
+            LOG.warning("results store %s: line(s) %s%s are not whole JSON rows (a torn write?); ignored",
+                        self.path, shown, more)
+        if not found.records:
             return pd.DataFrame(columns=list(COLUMNS))
-        lines = self.path.read_text(encoding="utf-8").splitlines()
-        records = [json.loads(line) for line in lines if line.strip()]
-        frame = pd.DataFrame.from_records(records, columns=list(COLUMNS))
+        frame = pd.DataFrame.from_records(found.records, columns=list(COLUMNS))
         frame["k"] = frame["k"].astype("Int64")
         frame["value"] = frame["value"].astype("Float64")
         return frame
@@ -158,7 +218,3 @@ def git_sha(cwd: str | os.PathLike[str] | None = None) -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return out.stdout.strip() or "unknown"
-
-
-def to_jsonable(row: ResultRow) -> dict[str, Any]:
-    return dataclasses.asdict(row)

@@ -17,17 +17,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from adapters.load import PRETRAIN_FORMAT as FORMAT  # one format name and one error for every checkpoint
+from adapters.load import CheckpointError
 from dcbench.fileio import atomic_write
 
-FORMAT = "deepcluster-bench/pretrain/v1"
 REQUIRED_KEYS = ("format", "epoch", "config_name", "config", "sobel", "backbone", "head",
                  "optimizer", "rng", "assignments")
 LATEST = "latest.pth"
 EPOCH_FILE = re.compile(r"^epoch_(\d{4,})\.pth$")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is unreadable or not in our format."""
 
 
 def epoch_path(work_dir: Path, epoch: int) -> Path:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dcbench.config import ConfigError, from_dict, replace, to_dict
+from dcbench.optim import step_factor
 
 KMEANS_BACKENDS = ("auto", "faiss", "torch")
 
@@ -147,5 +148,4 @@ def load_config(spec: str) -> PretrainConfig:
 
 def lr_at(cfg: PretrainConfig, epoch: int) -> float:
     """MultiStepLR by epoch: lr * gamma ** (milestones passed). `epoch` counts from 0."""
-    passed = sum(1 for m in cfg.lr_milestones if epoch >= m)
-    return cfg.lr * cfg.lr_gamma**passed
+    return cfg.lr * step_factor(epoch, cfg.lr_milestones, cfg.lr_gamma)

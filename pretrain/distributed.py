@@ -1,64 +1,26 @@
-"""torch.distributed plumbing for the pretrainer: process group from torchrun's environment,
-sharded-then-gathered features, broadcasts, and a cross-rank agreement check.
+"""torch.distributed plumbing only the pretrainer needs: sharded-then-gathered features,
+broadcasts, and a cross-rank agreement check.
 
-Single-process runs (no WORLD_SIZE in the environment) use the same code paths with world size 1.
+The process group, `DistInfo`, `barrier` and `shutdown` are the shared ones of
+`dcbench.distributed` (re-exported here). Single-process runs (no WORLD_SIZE in the environment)
+use the same code paths with world size 1.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
+from dcbench.distributed import DistInfo, barrier, init_distributed, shutdown
+
 GATHER_CHUNK_ROWS = 16384  # bounds rank 0's device memory while gathering features
-
-
-@dataclass(frozen=True)
-class DistInfo:
-    rank: int
-    world_size: int
-    local_rank: int
-    device: torch.device
-    owns_group: bool  # True when we created the process group and must destroy it
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-
-def init_distributed() -> DistInfo:
-    """Join (or create, from torchrun's env vars) the default process group; pick the device."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = torch.cuda.is_available()
-    device = torch.device(f"cuda:{local_rank % max(1, torch.cuda.device_count())}" if cuda else "cpu")
-    if cuda:
-        torch.cuda.set_device(device)
-    owns = False
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
-        owns = True
-    if dist.is_initialized():
-        return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, device, owns)
-    return DistInfo(0, 1, 0, device, owns)
-
-
-def shutdown(info: DistInfo) -> None:
-    if info.owns_group and dist.is_initialized():
-        dist.destroy_process_group()
-
-
-def barrier(info: DistInfo) -> None:
-    if info.distributed:
-        dist.barrier()
+__all__ = [
+    "DistInfo", "all_mean", "barrier", "broadcast_labels", "broadcast_module", "digest", "gather_digests",
+    "gather_rows", "init_distributed", "shard_indices", "shutdown",
+]
 
 
 def shard_indices(num: int, info: DistInfo) -> np.ndarray:

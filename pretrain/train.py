@@ -64,6 +64,8 @@ def _run(cfg: PretrainConfig, data_root: Path, work_dir: Path, resume: Path | No
             truncate_log(work_dir, start)
     else:
         path, start = C.epoch_path(work_dir, 0), 0
+        if info.is_main:
+            truncate_log(work_dir, -1)  # lines of a run killed before its first checkpoint: redone
         labels, record = recluster(model, optimizer, cfg, images, info, 0, None, work_dir)
         _log(work_dir, cfg, info, {"epoch": 0, "loss": None, "lr": None, **record})
     D.barrier(info)
@@ -74,9 +76,11 @@ def _run(cfg: PretrainConfig, data_root: Path, work_dir: Path, resume: Path | No
         train_time = time.perf_counter() - t0
         labels_new, record = recluster(model, optimizer, cfg, images, info, epoch + 1, labels, work_dir)
         labels = labels_new
-        path = _save(work_dir, cfg, model, optimizer, epoch + 1, labels, info)
+        # log line before checkpoint: a kill between them redoes the epoch and truncates its line;
+        # the other order would lose the line of an epoch the resumed run does not redo
         _log(work_dir, cfg, info, {"epoch": epoch + 1, "loss": loss, "lr": lr_at(cfg, epoch),
                                    "train_time_s": train_time, **record})
+        path = _save(work_dir, cfg, model, optimizer, epoch + 1, labels, info)
     D.barrier(info)
     return C.epoch_path(work_dir, cfg.epochs) if start < cfg.epochs else path
 

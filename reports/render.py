@@ -84,26 +84,68 @@ def render_blocks(frame: pd.DataFrame) -> dict[str, str]:
     return {table.table_id: render_table(table, env) for table in build_tables(frame)}
 
 
-def _span(text: str, table_id: str) -> tuple[int, int] | None:
+def _line(text: str, index: int) -> int:
+    return text.count("\n", 0, index) + 1
+
+
+def _marker_lines(text: str, marker: str) -> str:
+    lines, at = [], text.find(marker)
+    while at >= 0:
+        lines.append(str(_line(text, at)))
+        at = text.find(marker, at + 1)
+    return ", ".join(lines)
+
+
+def _span(text: str, table_id: str, name: str = "README") -> tuple[int, int] | None:
     """(end of the BEGIN marker, start of the END marker), None when neither marker is present."""
     begin, end = begin_marker(table_id), end_marker(table_id)
     n_begin, n_end = text.count(begin), text.count(end)
     if n_begin == 0 and n_end == 0:
         return None
+    if n_begin == 1 and n_end == 0:
+        raise ReadmeError(f"{name} line {_marker_lines(text, begin)}: {begin!r} has no matching {end!r}")
+    if n_begin == 0 and n_end == 1:
+        raise ReadmeError(f"{name} line {_marker_lines(text, end)}: {end!r} has no matching {begin!r}")
     if n_begin != 1 or n_end != 1:
-        raise ReadmeError(f"table {table_id!r}: expected one {begin!r} and one {end!r}, "
-                          f"found {n_begin} and {n_end}")
+        raise ReadmeError(f"{name}: table {table_id!r} needs one {begin!r} and one {end!r}; found "
+                          f"{n_begin} (line {_marker_lines(text, begin) or '-'}) and "
+                          f"{n_end} (line {_marker_lines(text, end) or '-'})")
     start, stop = text.index(begin) + len(begin), text.index(end)
     if stop < start:
-        raise ReadmeError(f"table {table_id!r}: {end!r} comes before {begin!r}")
+        raise ReadmeError(f"{name} line {_line(text, stop)}: {end!r} comes before {begin!r} "
+                          f"(line {_line(text, start)})")
     return start, stop
 
 
-def _check_disjoint(spans: Mapping[str, tuple[int, int]]) -> None:
+def _check_disjoint(spans: Mapping[str, tuple[int, int]], text: str = "", name: str = "README") -> None:
     ordered = sorted(spans.items(), key=lambda item: item[1])
     for (first, (_, stop)), (second, (start, _)) in zip(ordered, ordered[1:], strict=False):
         if start < stop:
-            raise ReadmeError(f"the markers of tables {first!r} and {second!r} overlap")
+            raise ReadmeError(f"{name} line {_line(text, start)}: the markers of tables {first!r} and "
+                              f"{second!r} overlap")
+
+
+def marker_spans(text: str, name: str = "README") -> dict[str, tuple[int, int]]:
+    """Every table's marker span in `text`; ReadmeError (file and line) for malformed markers."""
+    spans = {t: s for t in TABLE_IDS if (s := _span(text, t, name)) is not None}
+    _check_disjoint(spans, text, name)
+    return spans
+
+
+def check_markers(readme: str | os.PathLike[str], init: bool) -> None:
+    """Raise ReadmeError now if `readme` could not take the tables later (nothing is written)."""
+    path = Path(readme)
+    text = _read_readme(path, init)
+    spans = marker_spans(text, str(path))
+    missing = [t for t in TABLE_IDS if t not in spans]
+    if missing and not init:
+        raise ReadmeError(_missing_message(str(path), missing))
+
+
+def _missing_message(name: str, missing: Sequence[str]) -> str:
+    return (f"{name} lacks the markers of table(s) {', '.join(missing)} (expected "
+            f"{begin_marker(missing[0])!r} ... {end_marker(missing[0])!r}); add them, or run "
+            "`python -m reports --init` to append the missing headings and markers")
 
 
 def init_section(blocks: Mapping[str, str], table_ids: Sequence[str], intro: bool) -> str:
@@ -118,15 +160,10 @@ def update_text(text: str, blocks: Mapping[str, str], init: bool = False, name: 
     A table whose markers are missing is an error naming it, unless `init`, which appends its
     heading and markers at the end (all of them, with an intro, when none is present).
     """
-    spans = {t: s for t in TABLE_IDS if (s := _span(text, t)) is not None}
+    spans = marker_spans(text, name)
     missing = [t for t in TABLE_IDS if t not in spans]
     if missing and not init:
-        raise ReadmeError(
-            f"{name} lacks the markers of table(s) {', '.join(missing)} (expected "
-            f"{begin_marker(missing[0])!r} ... {end_marker(missing[0])!r}); add them, or run "
-            "`python -m reports --init` to append the missing headings and markers"
-        )
-    _check_disjoint(spans)
+        raise ReadmeError(_missing_message(name, missing))
     pieces: list[str] = []
     cursor = 0
     for table_id, (start, stop) in sorted(spans.items(), key=lambda item: item[1]):

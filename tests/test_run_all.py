@@ -42,9 +42,11 @@ def test_checkpoint_is_reused_and_failures_exit_nonzero(tiny_run: tuple[Path, in
     ckpt = next((work / "pretrain").glob("epoch_*.pth"))
     bad_root = tmp_path / "empty"
     bad_root.mkdir()
-    code = run_all.main(["--ckpt", str(ckpt), "--data-root", str(bad_root), "--work-dir", str(tmp_path / "w"),
-                         "--benchmarks", "voc07_svm"])
-    assert code == 0  # a missing dataset is a skip, not a failure
+    args = ["--ckpt", str(ckpt), "--data-root", str(bad_root), "--work-dir", str(tmp_path / "w"),
+            "--benchmarks", "voc07_svm"]
+    assert run_all.main(args) == 2  # nothing requested has its data: refused, nothing recorded
+    assert not (tmp_path / "w" / "results.jsonl").exists()
+    assert run_all.main([*args, "--allow-missing"]) == 0  # a missing dataset is a skip, not a failure
     rows = [json.loads(line) for line in (tmp_path / "w" / "results.jsonl").read_text().splitlines()]
     assert [r["status"] for r in rows] == ["skipped"]
     assert "VOCdevkit" in rows[0]["reason"]
@@ -57,3 +59,16 @@ def test_bad_inputs_fail_clearly(tmp_path: Path, capsys: pytest.CaptureFixture[s
     garbage.write_bytes(b"not a checkpoint")
     assert run_all.main(["--ckpt", str(garbage), "--data-root", str(tmp_path)]) == 2
     assert "cannot use checkpoint" in capsys.readouterr().err
+
+
+def test_the_lowshot_plot_lands_in_the_benchmark_folder(tmp_path: Path) -> None:
+    from dcbench.results import Measurement, Provenance, ResultStore, rows_from_measurements
+
+    prov = Provenance(model="dc", checkpoint_sha256="a" * 64, benchmark="voc07_lowshot", config_hash="c",
+                      seed=0, git_sha="g")
+    store = ResultStore(tmp_path / "results.jsonl")
+    store.append(rows_from_measurements(prov, [Measurement("voc07", "mAP", 20.0 + k, layer="feature5", k=k,
+                                                           variant="reference") for k in (1, 2)]))
+    path = run_all.write_lowshot_plot(store, tmp_path / "work", "dc")
+    assert path == tmp_path / "work" / "benchmarks" / "voc07_lowshot" / "voc07_lowshot_map_vs_k.png"
+    assert path.stat().st_size > 1000

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from dcbench.datasets.common import DatasetMissingError, require
+from dcbench.datasets.common import DatasetIncompleteError, require, require_all, require_part
 from dcbench.datasets.vocseg import SegPair
 
 DATASET = "Cityscapes"
@@ -39,14 +39,13 @@ def read_cityscapes(root: Path, split: Literal["train", "val"]) -> list[SegPair]
     if split not in ("train", "val"):
         raise ValueError(f"Cityscapes split must be 'train' or 'val', got {split!r}")
     require(root, DATASET, LAYOUT)
-    image_dir = require(root / "leftImg8bit" / split, DATASET, LAYOUT)
-    mask_dir = require(root / "gtFine" / split, DATASET, LAYOUT)
+    image_dir = require_part(root / "leftImg8bit" / split, DATASET, LAYOUT)
+    mask_dir = require_part(root / "gtFine" / split, DATASET, LAYOUT)
     images = sorted(image_dir.glob(f"*/*{IMG_SUFFIX}"))
     if not images:
-        raise DatasetMissingError(DATASET, image_dir / "<city>" / f"*{IMG_SUFFIX}", LAYOUT)
-    pairs = []
-    for image in images:
-        stem = image.name[: -len(IMG_SUFFIX)]
-        mask = require(mask_dir / image.parent.name / f"{stem}{MASK_SUFFIX}", DATASET, LAYOUT)
-        pairs.append(SegPair(image, mask))
+        raise DatasetIncompleteError(DATASET, "split(s) without images",
+                                     [str(image_dir / "<city>" / f"*{IMG_SUFFIX}")], LAYOUT)
+    pairs = [SegPair(image, mask_dir / image.parent.name / f"{image.name[: -len(IMG_SUFFIX)]}{MASK_SUFFIX}")
+             for image in images]
+    require_all([p.mask for p in pairs], DATASET, f"image(s) of {split} without a mask")
     return pairs

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from dcbench.datasets.common import require
+from dcbench.datasets.common import require, require_part
 
 DATASET = "COCO2017"
 LAYOUT = """\
@@ -23,6 +23,6 @@ def coco_paths(root: Path, split: Literal["train", "val"]) -> tuple[Path, Path]:
     if split not in ("train", "val"):
         raise ValueError(f"COCO split must be 'train' or 'val', got {split!r}")
     require(root, DATASET, LAYOUT)
-    image_dir = require(root / f"{split}2017", DATASET, LAYOUT)
-    ann = require(root / "annotations" / f"instances_{split}2017.json", DATASET, LAYOUT)
+    image_dir = require_part(root / f"{split}2017", DATASET, LAYOUT)
+    ann = require_part(root / "annotations" / f"instances_{split}2017.json", DATASET, LAYOUT)
     return image_dir, ann

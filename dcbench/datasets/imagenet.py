@@ -11,6 +11,9 @@ MMSelfSup's `meta/train_labeled.txt` uses).  Subset lists follow MMSelfSup
 A split folder without class sub-folders (the flat `val/ILSVRC2012_val_*.JPEG` of the tarball)
 is read through `meta/<split>.txt` ('<file> <label>', caffe `get_ilsvrc_aux.sh` format, the
 `meta/val.txt` MMSelfSup's `_base_/datasets/imagenet.py` uses); class names still come from train/.
+
+A class folder of train/ without images is an error naming it (it would otherwise become an extra
+class and shift the labels of every class after it); every file a list names must exist.
 """
 
 from __future__ import annotations
@@ -22,12 +25,13 @@ from typing import Literal
 import numpy as np
 
 from dcbench.datasets.common import (
-    DatasetMissingError,
+    DatasetIncompleteError,
     ImageList,
     is_image,
     read_lines,
     require,
-    require_some,
+    require_all,
+    require_part,
 )
 
 DATASET = "ImageNet"
@@ -46,11 +50,21 @@ def imagenet_classes(root: Path) -> tuple[str, ...]:
     """Sorted wnid folder names of train/ (val/ if train/ is absent)."""
     root = Path(root)
     base = root / "train" if (root / "train").is_dir() else root / "val"
-    require(base, DATASET, LAYOUT)
+    require_part(base, DATASET, LAYOUT)
     classes = tuple(sorted(e.name for e in os.scandir(base) if e.is_dir()))
     if not classes:
-        raise DatasetMissingError(DATASET, base / "<wnid>", LAYOUT)
+        raise DatasetIncompleteError(DATASET, "split folder(s) without class folders", [str(base)], LAYOUT)
+    empty = [str(base / wnid) for wnid in classes if not _has_image(base / wnid)]
+    if empty:
+        raise DatasetIncompleteError(
+            DATASET, f"of {len(classes)} class folder(s) without images (each would count as a class)", empty
+        )
     return classes
+
+
+def _has_image(folder: Path) -> bool:
+    with os.scandir(folder) as entries:
+        return any(e.is_file() and is_image(Path(e.name)) for e in entries)
 
 
 def _scan_split(split_dir: Path, classes: tuple[str, ...]) -> tuple[list[Path], list[int]]:
@@ -115,15 +129,19 @@ def read_imagenet(
     if subset is not None and split != "train":
         raise ValueError("ImageNet subsets exist only for split='train'")
     require(root, DATASET, LAYOUT)
-    split_dir = require(root / split, DATASET, LAYOUT)
+    split_dir = require_part(root / split, DATASET, LAYOUT)
     classes = imagenet_classes(root)
+    listed = subset is not None
     if subset is None:
         paths, labels = _scan_split(split_dir, classes)
         if not paths and (root / "meta" / f"{split}.txt").is_file():
             paths, labels = _read_flat_list(root, split, len(classes))
+            listed = True
     else:
         paths, labels = _read_subset(root, subset, classes)
     if not paths:
-        raise DatasetMissingError(DATASET, split_dir / "<wnid>" / "*.JPEG", LAYOUT)
-    require_some(paths, DATASET, LAYOUT)
+        pattern = str(split_dir / "<wnid>" / "*.JPEG")
+        raise DatasetIncompleteError(DATASET, "split(s) without images", [pattern], LAYOUT)
+    if listed:  # scanned files exist by construction; listed ones must be checked
+        require_all(paths, DATASET)
     return ImageList(tuple(paths), np.asarray(labels, dtype=np.int64), classes)

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from dcbench.datasets.common import DatasetMissingError, ImageList, require, require_some
+from dcbench.datasets.common import DatasetIncompleteError, ImageList, require, require_all, require_part
 
 DATASET = "iNaturalist2018"
 LAYOUT = """\
@@ -46,12 +46,12 @@ def read_inat18(root: Path, split: Literal["train", "val"]) -> ImageList:
     if split not in ("train", "val"):
         raise ValueError(f"iNaturalist2018 split must be 'train' or 'val', got {split!r}")
     require(root, DATASET, LAYOUT)
-    source = require(root / f"{split}2018.json", DATASET, LAYOUT)
+    source = require_part(root / f"{split}2018.json", DATASET, LAYOUT)
     with open(source) as fh:
         data = json.load(fh)
     files, labels, classes = _labels(data, source)
     if not files:
-        raise DatasetMissingError(DATASET, source, LAYOUT)
+        raise DatasetIncompleteError(DATASET, "image list(s) without images", [str(source)], LAYOUT)
     paths = tuple(root / f for f in files)
-    require_some(paths, DATASET, LAYOUT)
+    require_all(paths, DATASET)
     return ImageList(paths, np.asarray(labels, dtype=np.int64), classes)

@@ -14,7 +14,14 @@ from typing import Literal
 
 import numpy as np
 
-from dcbench.datasets.common import DatasetMissingError, ImageList, read_lines, require, require_some
+from dcbench.datasets.common import (
+    DatasetIncompleteError,
+    ImageList,
+    read_lines,
+    require,
+    require_all,
+    require_part,
+)
 
 DATASET = "Places205"
 IMAGE_DIR = Path("data/vision/torralba/deeplearning/images256")
@@ -40,7 +47,7 @@ def read_places205(root: Path, split: Literal["train", "val"]) -> ImageList:
     source = root / "trainvalsplit_places205" / f"{split}_places205.csv"
     rows = [line.split() for line in read_lines(source, DATASET, LAYOUT)]
     if not rows:
-        raise DatasetMissingError(DATASET, source, LAYOUT)
+        raise DatasetIncompleteError(DATASET, "empty image list(s)", [str(source)], LAYOUT)
     bad = [r for r in rows if len(r) != 2]
     if bad:
         raise ValueError(f"{source}: expected '<path> <label>' lines, got {' '.join(bad[0])!r}")
@@ -49,7 +56,7 @@ def read_places205(root: Path, split: Literal["train", "val"]) -> ImageList:
     for rel, label in rows:
         names.setdefault(int(label), _class_name(rel))
     classes = tuple(names.get(i, f"class_{i}") for i in range(int(labels.max()) + 1))
-    image_root = require(root / IMAGE_DIR, DATASET, LAYOUT)
+    image_root = require_part(root / IMAGE_DIR, DATASET, LAYOUT)
     paths = tuple(image_root / r[0] for r in rows)
-    require_some(paths, DATASET, LAYOUT)
+    require_all(paths, DATASET)
     return ImageList(paths, labels, classes)

@@ -5,17 +5,30 @@ Classification labels follow the VOC devkit lists `ImageSets/Main/<cls>_<split>.
 is how fair_self_supervision_benchmark `extra_scripts/create_voc_data_files.py` builds the
 VOC07 SVM labels (1 positive, -1 negative, 0 ignored).  Boxes are the XML's 1-based pixel
 coordinates, unchanged (detectron2's `pascal_voc` loader subtracts 1 from xmin/ymin itself).
+
+Every listed image and annotation must exist, and every annotation must parse: an XML error, a
+value that is not a number, or an inverted box (xmax < xmin or ymax < ymin) is an
+`AnnotationError` naming the file, the line and the field; `read_voc_det` reports them all
+together (first few and a count) as one `DatasetIncompleteError`.
 """
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from dcbench.datasets.common import DatasetMissingError, read_lines, require, require_some
+from dcbench.datasets.common import (
+    DatasetIncompleteError,
+    missing_paths,
+    read_lines,
+    require,
+    require_all,
+    require_part,
+)
 
 VOC_CLASSES: tuple[str, ...] = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -83,41 +96,88 @@ def read_voc_cls(root: Path, split: str) -> MultiLabelList:
             raise ValueError(f"{main / f'{cls}_{split}.txt'} lists other images than {VOC_CLASSES[0]}")
     labels = np.array([[table[i] for table in per_class] for i in ids], dtype=np.int8).reshape(-1, 20)
     paths = tuple(root / "JPEGImages" / f"{i}.jpg" for i in ids)
-    require(root / "JPEGImages", dataset, LAYOUT)
-    require_some(paths, dataset, LAYOUT)
+    require_part(root / "JPEGImages", dataset, LAYOUT)
+    require_all(paths, dataset)
     return MultiLabelList(paths, labels, ids)
 
 
-def _text(node: ET.Element, tag: str, source: Path) -> str:
-    found = node.find(tag)
-    if found is None or found.text is None:
-        raise ValueError(f"{source}: <{tag}> missing")
-    return found.text.strip()
+class AnnotationError(ValueError):
+    """A VOC annotation that does not parse: the message names the file, the line and the field."""
+
+
+def _line_of(text: str, tag: str, nth_object: int | None) -> int:
+    """1-based line of the first <tag> inside the nth <object> (or anywhere, when None)."""
+    start = 0
+    if nth_object is not None:
+        found = [m.start() for m in re.finditer(r"<object[\s>]", text)]
+        start = found[nth_object] if nth_object < len(found) else 0
+    at = text.find(f"<{tag}", start)
+    return text.count("\n", 0, at if at >= 0 else start) + 1
+
+
+class _Reader:
+    """Field access on one parsed annotation that reports the file, line and field on error."""
+
+    def __init__(self, source: Path, text: str) -> None:
+        self.source, self.text = source, text
+
+    def fail(self, tag: str, nth: int | None, problem: str) -> AnnotationError:
+        where = f"object {nth + 1} " if nth is not None else ""
+        line = _line_of(self.text, tag, nth)
+        return AnnotationError(f"{self.source} line {line}: {where}<{tag}> {problem}")
+
+    def text_of(self, node: ET.Element, tag: str, nth: int | None) -> str:
+        found = node.find(tag)
+        if found is None or found.text is None or not found.text.strip():
+            raise self.fail(tag, nth, "is missing or empty")
+        return found.text.strip()
+
+    def number(self, node: ET.Element, tag: str, nth: int | None) -> float:
+        value = self.text_of(node, tag, nth)
+        try:
+            return float(value)
+        except ValueError:
+            raise self.fail(tag, nth, f"is {value!r}, not a number") from None
+
+
+def _box(reader: _Reader, bnd: ET.Element, nth: int) -> list[float]:
+    x1, y1, x2, y2 = (reader.number(bnd, k, nth) for k in ("xmin", "ymin", "xmax", "ymax"))
+    for low, high, lo_tag, hi_tag in ((x1, x2, "xmin", "xmax"), (y1, y2, "ymin", "ymax")):
+        if high < low:
+            raise reader.fail(hi_tag, nth, f"is {high:g} < {lo_tag} {low:g}: an inverted box")
+    return [x1, y1, x2, y2]
 
 
 def parse_voc_xml(xml_path: Path, image_id: str, image_path: Path) -> DetRecord:
-    """Parse one VOC annotation file into a DetRecord."""
-    tree = ET.parse(xml_path).getroot()
+    """Parse one VOC annotation file into a DetRecord (AnnotationError names file, line, field)."""
+    text = xml_path.read_text(encoding="utf-8", errors="replace")
+    try:
+        tree = ET.fromstring(text)
+    except ET.ParseError as exc:
+        line, column = exc.position
+        raise AnnotationError(f"{xml_path} line {line}, column {column}: not well-formed XML ({exc})") \
+            from None
+    reader = _Reader(xml_path, text)
     size = tree.find("size")
     if size is None:
-        raise ValueError(f"{xml_path}: <size> missing")
+        raise reader.fail("size", None, "is missing")
     boxes, labels, difficult = [], [], []
-    for obj in tree.findall("object"):
-        name = _text(obj, "name", xml_path)
+    for nth, obj in enumerate(tree.findall("object")):
+        name = reader.text_of(obj, "name", nth)
         if name not in VOC_CLASSES:
-            raise ValueError(f"{xml_path}: unknown class {name!r}")
+            raise reader.fail("name", nth, f"is {name!r}, not a VOC class")
         bnd = obj.find("bndbox")
         if bnd is None:
-            raise ValueError(f"{xml_path}: object without <bndbox>")
-        boxes.append([float(_text(bnd, k, xml_path)) for k in ("xmin", "ymin", "xmax", "ymax")])
+            raise reader.fail("name", nth, "has no <bndbox>")
+        boxes.append(_box(reader, bnd, nth))
         labels.append(VOC_CLASSES.index(name))
         flag = obj.find("difficult")
-        difficult.append(flag is not None and flag.text is not None and int(flag.text) == 1)
+        difficult.append(flag is not None and flag.text is not None and flag.text.strip() == "1")
     return DetRecord(
         image_id=image_id,
         path=image_path,
-        width=int(_text(size, "width", xml_path)),
-        height=int(_text(size, "height", xml_path)),
+        width=int(reader.number(size, "width", None)),
+        height=int(reader.number(size, "height", None)),
         boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
         labels=np.asarray(labels, dtype=np.int64),
         difficult=np.asarray(difficult, dtype=bool),
@@ -125,17 +185,29 @@ def parse_voc_xml(xml_path: Path, image_id: str, image_path: Path) -> DetRecord:
 
 
 def read_voc_det(root: Path, split: str) -> list[DetRecord]:
-    """Boxes of every image listed in ImageSets/Main/<split>.txt, from Annotations/<id>.xml."""
+    """Boxes of every image listed in ImageSets/Main/<split>.txt, from Annotations/<id>.xml.
+
+    Missing images or annotations and annotations that do not parse are reported together.
+    """
     root = Path(root)
     dataset = _dataset_name(root)
     require(root, dataset, LAYOUT)
     id_list = root / "ImageSets" / "Main" / f"{split}.txt"
     ids = [line.split()[0] for line in read_lines(id_list, dataset, LAYOUT)]
     if not ids:
-        raise DatasetMissingError(dataset, id_list, LAYOUT)
-    require_some([root / "JPEGImages" / f"{i}.jpg" for i in ids], dataset, LAYOUT)
-    records = []
-    for image_id in ids:
-        xml_path = require(root / "Annotations" / f"{image_id}.xml", dataset, LAYOUT)
-        records.append(parse_voc_xml(xml_path, image_id, root / "JPEGImages" / f"{image_id}.jpg"))
+        raise DatasetIncompleteError(dataset, f"empty image list(s) ({split})", [str(id_list)], LAYOUT)
+    images = [root / "JPEGImages" / f"{i}.jpg" for i in ids]
+    xmls = [root / "Annotations" / f"{i}.xml" for i in ids]
+    missing = missing_paths(images) + missing_paths(xmls)
+    if missing:
+        what = f"of {len(ids)} listed image(s) / annotation(s) missing"
+        raise DatasetIncompleteError(dataset, what, missing)
+    records, problems = [], []
+    for image_id, xml_path, image_path in zip(ids, xmls, images, strict=True):
+        try:
+            records.append(parse_voc_xml(xml_path, image_id, image_path))
+        except AnnotationError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise DatasetIncompleteError(dataset, f"of {len(ids)} annotation(s) malformed", problems)
     return records

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from dcbench.datasets.common import DatasetMissingError, read_lines, require, require_some
+from dcbench.datasets.common import DatasetIncompleteError, read_lines, require, require_all, require_part
 
 DATASET = "VOC2012aug"
 NUM_CLASSES = 21  # background + the 20 VOC classes
@@ -40,7 +40,7 @@ class SegPair:
 def _pairs(root: Path, list_name: str, mask_dir: str) -> list[SegPair]:
     ids = [line.split()[0] for line in read_lines(root / "ImageSets" / "Segmentation" / list_name,
                                                   DATASET, LAYOUT)]
-    require(root / mask_dir, DATASET, LAYOUT)
+    require_part(root / mask_dir, DATASET, LAYOUT)
     return [SegPair(root / "JPEGImages" / f"{i}.jpg", root / mask_dir / f"{i}.png") for i in ids]
 
 
@@ -56,7 +56,8 @@ def read_voc_aug_seg(root: Path, split: Literal["train", "val"]) -> list[SegPair
     else:
         raise ValueError(f"VOC aug segmentation split must be 'train' or 'val', got {split!r}")
     if not pairs:
-        raise DatasetMissingError(DATASET, root / "ImageSets" / "Segmentation", LAYOUT)
-    require_some([p.image for p in pairs], DATASET, LAYOUT)
-    require_some([p.mask for p in pairs], DATASET, LAYOUT)
+        lists = str(root / "ImageSets" / "Segmentation")
+        raise DatasetIncompleteError(DATASET, "empty image list(s)", [lists], LAYOUT)
+    files = [p.image for p in pairs] + [p.mask for p in pairs]
+    require_all(files, DATASET, "listed image(s) / mask(s) missing")
     return pairs

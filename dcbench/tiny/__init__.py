@@ -5,6 +5,7 @@
 colour and texture on a mildly noisy ground.  Output is byte-identical for a given seed and
 generator version.  The tree is built in a temporary folder beside `out` and renamed into place
 when complete; a complete tree (marker file with the same seed, version and datasets) is reused.
+Temporary folders left by a killed maker are recognised by name and removed on the next call.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
-import uuid
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from dcbench.fileio import make_tmp_dir, sweep_stale, tmp_name
 from dcbench.tiny.cityscapes import make_cityscapes
 from dcbench.tiny.classification import make_imagenet, make_inat18, make_places205
 from dcbench.tiny.coco import make_coco
@@ -96,10 +96,20 @@ def _install(tmp: Path, out: Path, seed: int, datasets: Sequence[str]) -> None:
     if is_complete(out, seed, datasets):
         return
     _refuse_foreign(out)
-    old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
+    old = out.with_name(tmp_name(out.name))
     os.rename(out, old)
     os.rename(tmp, out)
     shutil.rmtree(old)
+
+
+def _with_existing(out: Path, seed: int, names: list[str]) -> list[str]:
+    """`names` plus the datasets an existing tree of this version and seed already holds."""
+    found = _read_marker(out)
+    if found is None or found.get("version") != TINY_VERSION or found.get("seed") != seed:
+        return names
+    have = found.get("datasets")
+    extra = [n for n in DATASETS if isinstance(have, list) and n in have and n not in names]
+    return names + extra
 
 
 def make_tiny(
@@ -117,10 +127,10 @@ def make_tiny(
     if is_complete(out, seed, names):
         return out
     _refuse_foreign(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    names = _with_existing(out, seed, names)
+    sweep_stale(out.parent)
+    tmp = make_tmp_dir(out)
     try:
-        os.chmod(tmp, 0o755)
         write_tree(tmp, seed, names, progress)
         _install(tmp, out, seed, names)
     finally:

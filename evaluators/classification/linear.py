@@ -4,46 +4,67 @@ Protocol (MMSelfSup `MultiClsHead`): the backbone stays frozen in eval mode (che
 after every epoch, as MoCo's `sanity_check` does); each MultiPooling feature goes through its own
 BatchNorm without affine parameters and a Linear layer (normal std 0.01, bias 0); all heads train
 together from one backbone forward per batch (the summed cross-entropy); SGD with Nesterov
-momentum and a step schedule; the LAST epoch's top-1 / top-5 on val is reported per layer.
+momentum and a step schedule; the LAST epoch's top-1 / top-5 on val is reported per layer (with
+`val_every_epoch`, as the AvgPool probe, val runs after every epoch and the best epoch's top-1 is
+recorded too, metrics `top1_best_epoch` / `best_epoch`).
 
-`fit_probe` is the shared frozen-probe loop; `evaluators.classification.avgpool` uses it with the MoCo
-AvgPool head. Runs under torchrun (WORLD_SIZE > 1) or in one process; resumes from
-`ctx.work_dir / probe_state.pth`.
+`fit_probe` trains the frozen probes with the shared loop (`evaluators.classification.loop`);
+`evaluators.classification.avgpool` uses it with the MoCo AvgPool head. Runs under torchrun
+(WORLD_SIZE > 1) or in one process; resumes from `ctx.work_dir / probe_state.pth`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
-from dcbench.backbone import ALL_TAPS, LAYERS, TAP_SPECS, Backbone, FeatureTaps
+from dcbench.backbone import ALL_TAPS, LAYERS, TAP_SPECS, Backbone
 from dcbench.config import config_hash, replace
 from dcbench.context import RunContext
 from dcbench.datasets.common import ImageListDataset
+from dcbench.distributed import init_distributed, per_rank_batch, unwrap, wrap_ddp
+from dcbench.optim import split_norm_params
 from dcbench.results import Measurement
-from evaluators.classification import train_utils as tu
+from evaluators.classification import loop
+from evaluators.classification.data import DATASET_DIRS, check_classes, read_split, train_loader, val_loader
+from evaluators.classification.state import (
+    assert_backbone_unchanged,
+    cpu_state,
+    freeze,
+    load_state,
+    save_state,
+)
+from evaluators.classification.transforms import TRAIN_TRANSFORMS, eval_transform, train_transform
 
-LOG = logging.getLogger("deepcluster_bench")
+LOG = logging.getLogger(__name__)
 AVGPOOL_DIM = TAP_SPECS["feature5"].channels
 STATE_FILE = "probe_state.pth"
 STATE_FORMAT = "deepcluster-bench/probe/v1"
+BEST_TOP1, BEST_EPOCH = "top1_best_epoch", "best_epoch"  # val_every_epoch only: best top-1 over epochs
+METRICS = ("top1", "top5", BEST_TOP1, BEST_EPOCH)  # top1 / top5: the last epoch
 
 _MMSELFSUP = "MMSelfSup 1.x configs/benchmarks/classification/"
 _HEAD = (
     " + _base_/models/resnet50_multihead.py (MultiClsHead: SyncBN affine=False momentum 0.1, "
     "Linear normal std 0.01)"
 )
+INTERPOLATION_SOURCE = (
+    "interpolation bilinear, as in the run that produced the published DeepCluster numbers: OpenSelfSup "
+    "configs/benchmarks/linear_classification/imagenet/r50_multihead_sobel.py and MMSelfSup 0.x "
+    "configs/benchmarks/classification/imagenet/resnet50_mhead_linear-8xb32-steplr-90e_in1k.py use "
+    "torchvision's RandomResizedCrop / Resize, bilinear by default; MMSelfSup 1.x uses bicubic "
+    "(interpolation='bicubic' there)"
+)
 SOURCE_IMAGENET = (
     _MMSELFSUP + "imagenet/resnet50_mhead_linear-8xb32-steplr-90e_in1k.py" + _HEAD
-    + "; train: RandomResizedCrop 224 bicubic, flip, ColorJitter 0.4/0.4/0.4/0, Lighting; "
-    "test: ResizeEdge 256 bicubic + CenterCrop 224; batch 32 x 8 GPUs"
+    + "; train: RandomResizedCrop 224, flip, ColorJitter 0.4/0.4/0.4/0, Lighting; "
+    "test: ResizeEdge 256 + CenterCrop 224; batch 32 x 8 GPUs; " + INTERPOLATION_SOURCE
 )
 SOURCE_PLACES205 = (
     _MMSELFSUP + "places205/resnet50_mhead_8xb32-steplr-28e_places205.py" + _HEAD
@@ -76,9 +97,12 @@ class Config:
     batch_size: int = 256  # total over all processes: 32 per GPU x 8 GPUs
     eval_batch_size: int = 256  # per process (evaluation only)
     train_transform: str = "rrc_flip_jitter_lighting"
-    interpolation: str = "bicubic"
+    interpolation: str = "bilinear"  # bilinear | bicubic: INTERPOLATION_SOURCE
     crop_size: int = 224
     resize_size: int = 256
+    # False: val after the last epoch only ("Top-1 result of the last epoch is reported", OpenSelfSup
+    # docs/MODEL_ZOO.md, ImageNet (Multi)); True: val after every epoch, rows add the best epoch's top-1
+    val_every_epoch: bool = False
     source: str = SOURCE_IMAGENET
 
 
@@ -143,11 +167,11 @@ def validate_config(config: Config) -> None:
     problems = []
     if not config.layers or set(config.layers) - set(ALL_TAPS):
         problems.append(f"layers must be a non-empty subset of {list(ALL_TAPS)}, got {list(config.layers)}")
-    if config.dataset not in tu.DATASET_DIRS:
-        problems.append(f"dataset must be one of {sorted(tu.DATASET_DIRS)}, got {config.dataset!r}")
-    if config.train_transform not in tu.TRAIN_TRANSFORMS:
+    if config.dataset not in DATASET_DIRS:
+        problems.append(f"dataset must be one of {sorted(DATASET_DIRS)}, got {config.dataset!r}")
+    if config.train_transform not in TRAIN_TRANSFORMS:
         problems.append(
-            f"train_transform must be one of {tu.TRAIN_TRANSFORMS}, got {config.train_transform!r}"
+            f"train_transform must be one of {TRAIN_TRANSFORMS}, got {config.train_transform!r}"
         )
     if config.epochs < 1 or config.batch_size < 1 or config.eval_batch_size < 1:
         problems.append("epochs, batch_size and eval_batch_size must be positive")
@@ -157,19 +181,34 @@ def validate_config(config: Config) -> None:
         raise ValueError(f"bad {type(config).__module__}.Config: " + "; ".join(problems))
 
 
+def transforms(config: Config) -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]]:
+    """(train, eval) image transforms of `config`, with its `interpolation` for every resize."""
+    train = train_transform(config.train_transform, config.crop_size, config.resize_size,
+                            config.interpolation)
+    return train, eval_transform(config.crop_size, config.resize_size, config.interpolation)
+
+
 def run(backbone: Backbone, data_root: Path, config: Config, ctx: RunContext) -> list[Measurement]:
-    """Train the probes of `config.layers` on `config.dataset` and return last-epoch top-1/top-5 rows."""
+    """Train the probes of `config.layers` on `config.dataset`: last-epoch top-1/top-5 rows (and, with
+    `val_every_epoch`, the best top-1 over the epochs and that epoch)."""
     validate_config(config)
-    train_list = tu.read_split(data_root, config.dataset, "train")
-    val_list = tu.read_split(data_root, config.dataset, "val")
-    num_classes = tu.check_classes(train_list, val_list, config.num_classes)
-    train_set = ImageListDataset(train_list.paths, train_list.labels, tu.train_transform(
-        config.train_transform, config.crop_size, config.resize_size, config.interpolation))
-    val_set = ImageListDataset(val_list.paths, val_list.labels, tu.eval_transform(
-        config.crop_size, config.resize_size, config.interpolation))
+    train_list = read_split(data_root, config.dataset, "train")
+    val_list = read_split(data_root, config.dataset, "val")
+    num_classes = check_classes(train_list, val_list, config.num_classes)
+    train_tf, val_tf = transforms(config)
+    train_set = ImageListDataset(train_list.paths, train_list.labels, train_tf)
+    val_set = ImageListDataset(val_list.paths, val_list.labels, val_tf)
     metrics = fit_probe(backbone, config, num_classes, train_set, val_set, ctx)
     return [Measurement(dataset=config.dataset, metric=metric, value=metrics[name][metric], layer=name)
-            for name in config.layers for metric in ("top1", "top5")]
+            for name in config.layers for metric in METRICS if metric in metrics[name]]
+
+
+def param_groups(module: nn.Module, lr: float, weight_decay: float, norm_weight_decay: float) -> list[dict]:
+    """Two SGD groups: the rest, and norm-layer parameters (own decay, e.g. norm_decay_mult=0)."""
+    other, norm = split_norm_params(module)
+    groups = [{"params": other, "weight_decay": weight_decay},
+              {"params": norm, "weight_decay": norm_weight_decay}]
+    return [dict(g, lr=lr, initial_lr=lr) for g in groups if g["params"]]
 
 
 def fit_probe(
@@ -177,105 +216,77 @@ def fit_probe(
     val_set: torch.utils.data.Dataset, ctx: RunContext,
 ) -> dict[str, dict[str, float]]:
     """Train the probes on the frozen backbone (resuming from ctx.work_dir) and evaluate the last epoch."""
-    dist = tu.init_distributed(ctx)
-    taps = tu.freeze(backbone.build_taps()).to(dist.device)
+    dist = init_distributed(ctx.device)
+    taps = freeze(backbone.build_taps()).to(dist.device)
     torch.manual_seed(ctx.seed)
-    model = tu.wrap_ddp(ProbeHeads(config.layers, num_classes, config.bn_momentum).to(dist.device), dist)
-    heads = tu.unwrap(model)
+    model = wrap_ddp(ProbeHeads(config.layers, num_classes, config.bn_momentum).to(dist.device), dist)
+    heads = unwrap(model)
     optimizer = torch.optim.SGD(
-        tu.param_groups(heads, config.lr, config.weight_decay, config.norm_weight_decay),
+        param_groups(heads, config.lr, config.weight_decay, config.norm_weight_decay),
         lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
     )
     path = ctx.work_dir / STATE_FILE
     key = f"{config_hash(config)}:{backbone.sha256}:{ctx.seed}"
-    start, metrics = _resume(path, key, heads, optimizer)
-    batch = tu.per_rank_batch(config.batch_size, dist)
-    loader = tu.train_loader(train_set, batch, dist, ctx.seed, ctx.num_workers)
-    for epoch in range(start, config.epochs):
-        tu.seed_epoch(ctx.seed, epoch, dist)
-        loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
-        tu.set_epoch_lr(optimizer, epoch, config.milestones, config.gamma)
-        loss = _train_epoch(taps, model, optimizer, loader, config.layers, dist,
-                            ctx.progress, f"{config.dataset} probe epoch {epoch + 1}/{config.epochs}")
-        tu.assert_backbone_unchanged(taps.resnet, backbone.state_dict)
-        LOG.info("%s probe epoch %d/%d: summed loss %.4f", config.dataset, epoch + 1, config.epochs, loss)
-        tu.save_state(path, _state(key, epoch + 1, heads, optimizer, None), dist)
+    start, metrics, history = _resume(path, key, heads, optimizer)
+    eval_loader = val_loader(val_set, config.eval_batch_size, dist, ctx.num_workers)
+
+    def loss_of(images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            feats = taps(images, config.layers)
+        logits = model(feats)
+        return torch.stack([F.cross_entropy(logits[name], target) for name in config.layers]).sum()
+
+    def validate() -> dict[str, dict[str, float]]:
+        return loop.evaluate(heads, lambda images: heads(taps(images, config.layers)), config.layers,
+                             eval_loader, dist, ctx.progress, "probe eval")
+
+    def after_epoch(done: int, loss: float) -> None:
+        assert_backbone_unchanged(taps.resnet, backbone.state_dict)
+        if config.val_every_epoch:  # the per-epoch val metrics behind the best-epoch rows
+            history.append(validate())
+        save_state(path, _state(key, done, heads, optimizer, None, history), dist)
+
+    loader = train_loader(train_set, per_rank_batch(config.batch_size, dist), dist, ctx.seed, ctx.num_workers)
+    plan = loop.EpochPlan(config.epochs, config.milestones, config.gamma, ctx.seed, f"{config.dataset} probe",
+                          ctx.progress)
+    loop.train_epochs(model, loss_of, optimizer, loader, plan, start, dist, after_epoch)
     if metrics is None:
-        eval_loader = tu.val_loader(val_set, config.eval_batch_size, dist, ctx.num_workers)
-        metrics = evaluate(taps, heads, eval_loader, config.layers, dist, ctx.progress)
-        tu.save_state(path, _state(key, config.epochs, heads, optimizer, metrics), dist)
+        done = config.val_every_epoch and len(history) == config.epochs
+        last = history[-1] if done else validate()
+        metrics = with_best_epoch(last, history) if config.val_every_epoch else last
+        save_state(path, _state(key, config.epochs, heads, optimizer, metrics, history), dist)
     return metrics
 
 
+EpochMetrics = Mapping[str, Mapping[str, float]]  # head -> {"top1": ..., "top5": ...}
+
+
+def with_best_epoch(last: EpochMetrics, history: Sequence[EpochMetrics]) -> dict[str, dict[str, float]]:
+    """The last epoch's metrics plus, per head, the best top-1 over the epochs and its (first) epoch."""
+    if not history:
+        raise ValueError("no per-epoch validation metrics to take the best epoch from")
+    out = {name: dict(values) for name, values in last.items()}
+    for name in out:
+        top1 = [epoch[name]["top1"] for epoch in history]
+        best = max(range(len(top1)), key=lambda i: (top1[i], -i))
+        out[name].update({BEST_TOP1: top1[best], BEST_EPOCH: float(best + 1)})
+    return out
+
+
 def _state(key: str, epoch: int, heads: nn.Module, optimizer: torch.optim.Optimizer,
-           metrics: dict[str, dict[str, float]] | None) -> dict[str, object]:
-    return {"format": STATE_FORMAT, "key": key, "epoch": epoch, "heads": tu.cpu_state(heads),
-            "optimizer": optimizer.state_dict(), "metrics": metrics}
+           metrics: dict[str, dict[str, float]] | None, history: list) -> dict[str, object]:
+    return {"format": STATE_FORMAT, "key": key, "epoch": epoch, "heads": cpu_state(heads),
+            "optimizer": optimizer.state_dict(), "metrics": metrics, "history": history}
 
 
 def _resume(path: Path, key: str, heads: nn.Module, optimizer: torch.optim.Optimizer,
-            ) -> tuple[int, dict[str, dict[str, float]] | None]:
-    state = tu.load_state(path, key)
+            ) -> tuple[int, dict[str, dict[str, float]] | None, list]:
+    state = load_state(path, key)
     if state is None:
         if path.exists():
             LOG.warning("ignoring %s: it was made for another config, checkpoint or seed", path)
-        return 0, None
+        return 0, None, []
     heads.load_state_dict(state["heads"])
     optimizer.load_state_dict(state["optimizer"])
     LOG.info("resuming probe training from %s after epoch %d", path, state["epoch"])
-    return int(state["epoch"]), state.get("metrics")
-
-
-def _train_epoch(
-    taps: FeatureTaps, model: nn.Module, optimizer: torch.optim.Optimizer,
-    loader: torch.utils.data.DataLoader, layers: Sequence[str], dist: tu.DistInfo, progress: bool, desc: str,
-) -> float:
-    model.train()
-    total, steps = torch.zeros((), device=dist.device), 0
-    for images, target in tqdm(loader, desc=desc, disable=not (progress and dist.is_main), leave=False):
-        images = images.to(dist.device, non_blocking=True)
-        target = target.to(dist.device, non_blocking=True)
-        with torch.no_grad():
-            feats = taps(images, layers)
-        logits = model(feats)
-        loss = torch.stack([F.cross_entropy(logits[name], target) for name in layers]).sum()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total += loss.detach()
-        steps += 1
-    mean = float(total) / max(steps, 1)
-    if not torch.isfinite(torch.tensor(mean)):
-        LOG.warning("non-finite training loss (%s) in %s", mean, desc)
-    return mean
-
-
-def evaluate(
-    taps: FeatureTaps, heads: nn.Module, loader: torch.utils.data.DataLoader, layers: Sequence[str],
-    dist: tu.DistInfo, progress: bool,
-) -> dict[str, dict[str, float]]:
-    """Top-1 / top-5 (percent) of every head over the whole split, counts summed over ranks."""
-    heads.eval()
-    counts = torch.zeros(len(layers), 2, device=dist.device)
-    seen = torch.zeros((), device=dist.device)
-    with torch.no_grad():
-        bar = tqdm(loader, desc="probe eval", disable=not (progress and dist.is_main), leave=False)
-        for images, target in bar:
-            images, target = images.to(dist.device), target.to(dist.device)
-            logits = heads(taps(images, layers))
-            for i, name in enumerate(layers):
-                counts[i] += tu.topk_correct(logits[name], target)
-            seen += target.numel()
-    counts, seen = tu.reduce_sum(counts, dist).cpu(), float(tu.reduce_sum(seen, dist))
-    if seen == 0:
-        raise ValueError("the validation split is empty")
-    return {name: {"top1": 100.0 * float(counts[i, 0]) / seen, "top5": 100.0 * float(counts[i, 1]) / seen}
-            for i, name in enumerate(layers)}
-
-
-if __name__ == "__main__":  # `python -m evaluators.classification.linear` / torchrun: the shared job CLI
-    import sys
-
-    from evaluators.suite.cli import main
-
-    sys.exit(main(sys.argv[1:], benchmarks=tuple(CONFIGS)))
+    return int(state["epoch"]), state.get("metrics"), list(state.get("history", []))

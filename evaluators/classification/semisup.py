@@ -4,10 +4,13 @@ Protocol (MMSelfSup 1.x `imagenet_1percent/` and `imagenet_10percent/` configs):
 a global-average-pooling Linear head (normal std 0.01, bias 0) are all fine-tuned with SGD
 (momentum 0.9, weight decay on every parameter, the head's lr multiplied by `head{1,10,100}`),
 20 epochs with the lr times 0.2 at epochs 12 and 16, total batch 64 x 4, SyncBN when distributed,
-deterministic. One run executes the whole grid lr x head multiplier; every setting is one variant
-row (`lr0.1_head10`, top1 / top5 of the last epoch on val). A finished setting's result json in
-`ctx.work_dir/<variant>/` is reused; an unfinished one resumes from its per-epoch state. The table
-picks the best setting; `best_setting` does the same for callers.
+deterministic. The settings run are a per-model choice (`Config.settings`): by default the
+reference's for the model, i.e. the grid lr x head multiplier for RGB models and the one setting
+lr 0.01 x head 1 for Sobel (DeepCluster) models, the only Sobel config the references have;
+`settings="grid"` runs the grid for every model. Every setting is one variant row (`lr0.1_head10`,
+top1 / top5 of the last epoch on val). A finished setting's result json in `ctx.work_dir/<variant>/`
+is reused; an unfinished one resumes from its per-epoch state. The table picks the best setting
+(on val, the split it reports, labelled so); `best_setting` does the same for callers.
 """
 
 from __future__ import annotations
@@ -22,21 +25,25 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
-from dcbench.backbone import TAP_SPECS, Backbone, input_filter
+from dcbench.backbone import TAP_SPECS, Backbone
 from dcbench.config import replace, to_dict
 from dcbench.context import RunContext
 from dcbench.datasets.common import ImageListDataset
+from dcbench.distributed import DistInfo, barrier, init_distributed, per_rank_batch, unwrap, wrap_ddp
 from dcbench.fileio import atomic_write_text
 from dcbench.results import Measurement
-from evaluators.classification import train_utils as tu
+from evaluators.classification import loop
+from evaluators.classification.data import check_classes, read_split, train_loader, val_loader
+from evaluators.classification.state import cpu_state, load_state, save_state
+from evaluators.classification.transforms import eval_transform, train_transform
 
-LOG = logging.getLogger("deepcluster_bench")
+LOG = logging.getLogger(__name__)
 RESULT_FILE = "result.json"
 STATE_FILE = "state.pth"
 STATE_FORMAT = "deepcluster-bench/semisup/v1"
-GRID_FIELDS = ("lrs", "head_lr_mults")
+GRID_FIELDS = ("lrs", "head_lr_mults", "settings", "sobel_settings", "settings_source")
+SETTINGS = ("reference", "grid")
 
 _DIR = "MMSelfSup 1.x configs/benchmarks/classification/imagenet/"
 _COMMON = (
@@ -49,6 +56,13 @@ _COMMON = (
 _GRID = "resnet50_head{1,10,100}_4xb64-steplr{1e-1,1e-2,1e-3}-20e_in1k"
 SOURCE_1PCT = _DIR + "imagenet_1percent/" + _GRID + "-1pct.py, wd 5e-4" + _COMMON
 SOURCE_10PCT = _DIR + "imagenet_10percent/" + _GRID + "-10pct.py, wd 1e-4" + _COMMON
+SETTINGS_SOURCE = (
+    "reference: RGB models the 3 x 3 grid (OpenSelfSup configs/benchmarks/semi_classification/"
+    "imagenet_{1,10}percent/r50_lr{0_1,0_01,0_001}_head{1,10,100}.py; MMSelfSup " + _GRID + "); Sobel "
+    "models one setting, lr 0.01 x head 1 (OpenSelfSup .../imagenet_{1,10}percent/r50_lr0_01_head1_sobel.py, "
+    "MMSelfSup " + _DIR + "imagenet_{1,10}percent/resnet50-sobel_4xb64-steplr1e-2-20e_in1k-{1,10}pct.py: "
+    "the only Sobel configs; the DeepCluster rows of OpenSelfSup docs/MODEL_ZOO.md name it)"
+)
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,9 @@ class Config:
     num_classes: int | None = 1000  # None: take the class count from the data (tiny data only)
     lrs: tuple[float, ...] = (0.1, 0.01, 0.001)
     head_lr_mults: tuple[float, ...] = (1.0, 10.0, 100.0)
+    settings: str = "reference"  # reference: the reference's settings for the model; grid: lrs x mults always
+    sobel_settings: tuple[tuple[float, float], ...] = ((0.01, 1.0),)  # (lr, head multiplier), Sobel models
+    settings_source: str = SETTINGS_SOURCE
     epochs: int = 20
     milestones: tuple[int, ...] = (12, 16)
     gamma: float = 0.2
@@ -101,6 +118,13 @@ def grid(config: Config) -> list[tuple[float, float]]:
     return [(lr, mult) for lr in config.lrs for mult in config.head_lr_mults]
 
 
+def settings_for(config: Config, sobel: bool) -> list[tuple[float, float]]:
+    """The (lr, head multiplier) settings to run for a model: the reference's for it, or the grid."""
+    if config.settings == "reference" and sobel:
+        return [(float(lr), float(mult)) for lr, mult in config.sobel_settings]
+    return grid(config)
+
+
 def best_setting(rows: Sequence[Measurement]) -> str:
     """The variant with the highest top-1 (ties: higher top-5, then the first in row order)."""
     top1 = {m.variant: m.value for m in rows if m.metric == "top1" and m.variant is not None}
@@ -122,7 +146,7 @@ class FineTuneNet(nn.Module):
 
     def __init__(self, backbone: Backbone, num_classes: int) -> None:
         super().__init__()
-        self.input_filter = input_filter(backbone.sobel)
+        self.input_filter = backbone.input_filter()  # the fixed Sobel filter or the checkpoint's own
         self.trunk = backbone.build_resnet()
         self.trunk.avgpool = GlobalMeanPool()
         self.head = nn.Linear(TAP_SPECS["feature5"].channels, num_classes)
@@ -139,6 +163,10 @@ def validate_config(config: Config) -> None:
         problems.append(f"subset must be '1percent' or '10percent', got {config.subset!r}")
     if not config.lrs or not config.head_lr_mults:
         problems.append("the grid (lrs x head_lr_mults) must not be empty")
+    if config.settings not in SETTINGS:
+        problems.append(f"settings must be one of {SETTINGS}, got {config.settings!r}")
+    if not config.sobel_settings or any(len(pair) != 2 for pair in config.sobel_settings):
+        problems.append(f"sobel_settings must be (lr, head multiplier) pairs, got {config.sobel_settings!r}")
     if config.epochs < 1 or config.batch_size < 1 or config.eval_batch_size < 1:
         problems.append("epochs, batch_size and eval_batch_size must be positive")
     if problems:
@@ -146,17 +174,17 @@ def validate_config(config: Config) -> None:
 
 
 def run(backbone: Backbone, data_root: Path, config: Config, ctx: RunContext) -> list[Measurement]:
-    """Fine-tune every (lr, head multiplier) setting; two rows (top1, top5) per setting variant."""
+    """Fine-tune the model's (lr, head multiplier) settings; two rows (top1, top5) per setting variant."""
     validate_config(config)
-    train_list = tu.read_split(data_root, "imagenet", "train", subset=config.subset)
-    val_list = tu.read_split(data_root, "imagenet", "val")
-    num_classes = tu.check_classes(train_list, val_list, config.num_classes)
-    train_set = ImageListDataset(train_list.paths, train_list.labels, tu.train_transform(
+    train_list = read_split(data_root, "imagenet", "train", subset=config.subset)
+    val_list = read_split(data_root, "imagenet", "val")
+    num_classes = check_classes(train_list, val_list, config.num_classes)
+    train_set = ImageListDataset(train_list.paths, train_list.labels, train_transform(
         "rrc_flip", config.crop_size, config.resize_size, config.interpolation))
-    val_set = ImageListDataset(val_list.paths, val_list.labels, tu.eval_transform(
+    val_set = ImageListDataset(val_list.paths, val_list.labels, eval_transform(
         config.crop_size, config.resize_size, config.interpolation))
     rows = []
-    for lr, mult in grid(config):
+    for lr, mult in settings_for(config, backbone.sobel):
         metrics = run_setting(backbone, config, num_classes, (lr, mult), (train_set, val_set), ctx)
         variant = variant_name(lr, mult)
         rows += [Measurement(dataset=config.dataset, metric=m, value=metrics[m], variant=variant)
@@ -184,12 +212,12 @@ def run_setting(
     if done is not None:
         LOG.info("semisup %s: reusing the finished result in %s", variant_name(lr, mult), folder)
         return done
-    with tu.deterministic_mode(config.deterministic):
+    with loop.deterministic_mode(config.deterministic):
         metrics, dist = fine_tune(backbone, config, num_classes, setting, data, ctx, folder / STATE_FILE, key)
     if dist.is_main:
         atomic_write_text(folder / RESULT_FILE, json.dumps({"key": key, **metrics}, indent=1, sort_keys=True))
         (folder / STATE_FILE).unlink(missing_ok=True)
-    tu.barrier(dist)
+    barrier(dist)
     return metrics
 
 
@@ -207,31 +235,31 @@ def fine_tune(
     backbone: Backbone, config: Config, num_classes: int, setting: tuple[float, float],
     data: tuple[torch.utils.data.Dataset, torch.utils.data.Dataset], ctx: RunContext,
     state_path: Path, key: str,
-) -> tuple[dict[str, float], tu.DistInfo]:
+) -> tuple[dict[str, float], DistInfo]:
     """Fine-tune the whole network for one setting; returns the last epoch's val top-1/top-5."""
     lr, mult = setting
-    dist = tu.init_distributed(ctx)
+    dist = init_distributed(ctx.device)
     torch.manual_seed(ctx.seed)
-    model = tu.wrap_ddp(FineTuneNet(backbone, num_classes).to(dist.device), dist)
-    net = tu.unwrap(model)
+    model = wrap_ddp(FineTuneNet(backbone, num_classes).to(dist.device), dist)
+    net = unwrap(model)
     groups = _param_groups(net, lr, mult, config.weight_decay)
     optimizer = torch.optim.SGD(groups, lr=lr, momentum=config.momentum)
     start = _resume(state_path, key, net, optimizer)
-    batch = tu.per_rank_batch(config.batch_size, dist)
-    loader = tu.train_loader(data[0], batch, dist, ctx.seed, ctx.num_workers)
-    name = variant_name(lr, mult)
-    for epoch in range(start, config.epochs):
-        tu.seed_epoch(ctx.seed, epoch, dist)
-        loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
-        tu.set_epoch_lr(optimizer, epoch, config.milestones, config.gamma)
-        desc = f"{name} epoch {epoch + 1}/{config.epochs}"
-        loss = _train_epoch(model, optimizer, loader, dist, ctx.progress, desc)
-        LOG.info("semisup %s epoch %d/%d: loss %.4f", name, epoch + 1, config.epochs, loss)
-        state = {"format": STATE_FORMAT, "key": key, "epoch": epoch + 1, "model": tu.cpu_state(net),
+
+    def after_epoch(done: int, loss: float) -> None:
+        state = {"format": STATE_FORMAT, "key": key, "epoch": done, "model": cpu_state(net),
                  "optimizer": optimizer.state_dict()}
-        tu.save_state(state_path, state, dist)
-    val = tu.val_loader(data[1], config.eval_batch_size, dist, ctx.num_workers)
-    return evaluate(net, val, dist, ctx.progress), dist
+        save_state(state_path, state, dist)
+
+    loader = train_loader(data[0], per_rank_batch(config.batch_size, dist), dist, ctx.seed, ctx.num_workers)
+    plan = loop.EpochPlan(config.epochs, config.milestones, config.gamma, ctx.seed, variant_name(lr, mult),
+                          ctx.progress)
+    loop.train_epochs(model, lambda images, target: F.cross_entropy(model(images), target), optimizer,
+                      loader, plan, start, dist, after_epoch)
+    val = val_loader(data[1], config.eval_batch_size, dist, ctx.num_workers)
+    metrics = loop.evaluate(net, lambda images: {"net": net(images)}, ("net",), val, dist, ctx.progress,
+                            "semisup eval")
+    return metrics["net"], dist
 
 
 def _param_groups(net: FineTuneNet, lr: float, head_lr_mult: float, weight_decay: float) -> list[dict]:
@@ -244,52 +272,10 @@ def _param_groups(net: FineTuneNet, lr: float, head_lr_mult: float, weight_decay
 
 
 def _resume(path: Path, key: str, net: nn.Module, optimizer: torch.optim.Optimizer) -> int:
-    state = tu.load_state(path, key)
+    state = load_state(path, key)
     if state is None:
         return 0
     net.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     LOG.info("resuming fine-tuning from %s after epoch %d", path, state["epoch"])
     return int(state["epoch"])
-
-
-def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: torch.utils.data.DataLoader,
-                 dist: tu.DistInfo, progress: bool, desc: str) -> float:
-    model.train()
-    total, steps = torch.zeros((), device=dist.device), 0
-    for images, target in tqdm(loader, desc=desc, disable=not (progress and dist.is_main), leave=False):
-        images = images.to(dist.device, non_blocking=True)
-        target = target.to(dist.device, non_blocking=True)
-        loss = F.cross_entropy(model(images), target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total += loss.detach()
-        steps += 1
-    return float(total) / max(steps, 1)
-
-
-def evaluate(net: nn.Module, loader: torch.utils.data.DataLoader, dist: tu.DistInfo, progress: bool,
-             ) -> dict[str, float]:
-    """Top-1 / top-5 (percent) over the whole split, counts summed over ranks."""
-    net.eval()
-    counts = torch.zeros(2, device=dist.device)
-    seen = torch.zeros((), device=dist.device)
-    with torch.no_grad():
-        bar = tqdm(loader, desc="semisup eval", disable=not (progress and dist.is_main), leave=False)
-        for images, target in bar:
-            images, target = images.to(dist.device), target.to(dist.device)
-            counts += tu.topk_correct(net(images), target)
-            seen += target.numel()
-    counts, total = tu.reduce_sum(counts, dist).cpu(), float(tu.reduce_sum(seen, dist))
-    if total == 0:
-        raise ValueError("the validation split is empty")
-    return {"top1": 100.0 * float(counts[0]) / total, "top5": 100.0 * float(counts[1]) / total}
-
-
-if __name__ == "__main__":  # `python -m evaluators.classification.semisup` / torchrun: the shared job CLI
-    import sys
-
-    from evaluators.suite.cli import main
-
-    sys.exit(main(sys.argv[1:], benchmarks=tuple(CONFIGS)))

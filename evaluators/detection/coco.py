@@ -1,9 +1,10 @@
 """det_coco: Mask R-CNN R50-FPN 1x fine-tuned on COCO2017 train, box and mask AP on val.
 
-MoCo's protocol (configs.COCODetConfig names every value's source), run by detectron2 when it is
-importable and by the embedded torchvision engine otherwise (rows carry the engine's name).
+Two engines (runner.resolve_engine, chosen by `ctx.det_engine`): mmdetection with the page's
+config (`Config.mmdet`, mm_configs: MMSelfSup 1.x mask-rcnn_r50_fpn_ms-1x_coco.py, scored by mmdet's
+CocoMetric) and detectron2 with MoCo's (`Config.detectron2`, d2_configs, COCOEvaluator).
 Rows: dataset 'coco2017', metrics bbox_AP, bbox_AP50, bbox_AP75, segm_AP, segm_AP50, segm_AP75,
-variants trial<i> and mean (percent).
+variants trial<i> and mean (percent); `engine` says which engine made them.
 """
 
 from __future__ import annotations
@@ -12,23 +13,35 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from dcbench.backbone import Backbone
 from dcbench.context import RunContext
 from dcbench.datasets.coco import coco_paths
 from dcbench.results import Measurement
-from evaluators.detection import runner, tv_engine
-from evaluators.detection.coco_eval import detections_to_coco_json, evaluate_coco
-from evaluators.detection.configs import TINY_COCO, COCODetConfig
-from evaluators.detection.fpn import build_mask_rcnn_fpn
-from evaluators.detection.records import CocoMeta, Record, coco_records
-from evaluators.detection.tv_data import TestDataset, TrainDataset, trainable
+from evaluators.detection import mm_engine, runner
+from evaluators.detection.d2_configs import TINY_D2_COCO, D2COCOProtocol
+from evaluators.detection.mm_configs import COCO_PROTOCOL, TINY_COCO_PROTOCOL, MMDetProtocol
+from evaluators.detection.records import coco_records
 
-Config = COCODetConfig
-TINY = TINY_COCO
 DATASET = "coco2017"
 METRICS = ("bbox_AP", "bbox_AP50", "bbox_AP75", "segm_AP", "segm_AP50", "segm_AP75")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Both engines' protocols for det_coco; the run's engine picks one.
+
+    The splits (`detectron2.train_split` / `test_split`: COCO2017 train -> val, the same in
+    MSS-COCO) serve both engines.
+    """
+
+    mmdet: MMDetProtocol = COCO_PROTOCOL
+    detectron2: D2COCOProtocol = D2COCOProtocol()
+    source: str = ("mmdet: MMSelfSup 1.x "
+                   "configs/benchmarks/mmdetection/coco/mask-rcnn_r50_fpn_ms-1x_coco.py; "
+                   "detectron2: MMSelfSup configs/benchmarks/detectron2/coco_R_50_FPN_1x_moco.yaml")
+
+
+TINY = Config(mmdet=TINY_COCO_PROTOCOL, detectron2=TINY_D2_COCO, source="CI-sized variants of both protocols")
 
 
 @dataclass(frozen=True)
@@ -37,51 +50,53 @@ class COCOSplit:
     json_file: Path
 
 
-def coco_splits(data_root: Path, config: COCODetConfig) -> tuple[COCOSplit, COCOSplit]:
+def coco_splits(data_root: Path, config: D2COCOProtocol) -> tuple[COCOSplit, COCOSplit]:
     root = Path(data_root) / "coco"
     return (COCOSplit(*coco_paths(root, config.train_split)), COCOSplit(*coco_paths(root, config.test_split)))
 
 
-def _tv_trial(backbone: Backbone, config: COCODetConfig, ctx: RunContext, train: list[Record],
-              test: list[Record], test_meta: CocoMeta, trial: int, trial_dir: Path) -> Mapping[str, float]:
-    seed = ctx.seed + trial
-    torch.manual_seed(seed)
-    model = build_mask_rcnn_fpn(backbone, config.inputs, config.model, len(test_meta.thing_classes))
-    spec = tv_engine.TrainSpec(
-        solver=config.solver, inputs=config.inputs, precise_bn=config.precise_bn,
-        micro_batch=config.tv_micro_batch, seed=seed, device=ctx.device, num_workers=ctx.num_workers,
-        progress=ctx.progress, with_masks=True,
-    )
-    tv_engine.train(model, TrainDataset(train, with_masks=True), spec, trial_dir)
-    preds = tv_engine.predict(model, TestDataset(test), spec)
-    to_dataset_id = {v: k for k, v in test_meta.thing_dataset_id_to_contiguous_id.items()}
-    results = [r for p in preds for r in detections_to_coco_json(
-        test[p.index]["image_id"], p.boxes, p.scores, p.labels, to_dataset_id, p.masks)]
-    metrics = evaluate_coco(Path(test_meta.json_file), results, [r["image_id"] for r in test])
-    tv_engine.remove_checkpoint(trial_dir)
-    return metrics
+def _classes(train: COCOSplit, test: COCOSplit) -> tuple[str, ...]:
+    """The category names in id order; train and test must list the same ones."""
+    (_, train_meta), (_, test_meta) = coco_records(train.image_dir, train.json_file), coco_records(
+        test.image_dir, test.json_file)
+    if train_meta.thing_classes != test_meta.thing_classes:
+        raise ValueError(f"{train.json_file} and {test.json_file} list different categories")
+    return test_meta.thing_classes
 
 
-def run(backbone: Backbone, data_root: Path, config: COCODetConfig, ctx: RunContext) -> list[Measurement]:
-    """Train and test `config.trials` times; rows per trial and their mean."""
-    train_split, test_split = coco_splits(data_root, config)
-    test, test_meta = coco_records(test_split.image_dir, test_split.json_file)
-    engine = runner.resolve_engine(config.engine, backbone.sobel)
+def _mm_trial(backbone: Backbone, splits: tuple[COCOSplit, COCOSplit], classes: tuple[str, ...],
+              protocol: MMDetProtocol, ctx: RunContext, trial: int, trial_dir: Path) -> Mapping[str, float]:
+    train, test = splits
+    data = mm_engine.coco_data((train.image_dir, train.json_file), (test.image_dir, test.json_file), classes,
+                               protocol, ctx.num_workers)
+    work_dir = trial_dir / mm_engine.WORK_SUBDIR
+    cfg = mm_engine.mmdet_config(protocol, data, len(classes), work_dir, ctx.seed + trial, backbone.sobel)
+    level = "INFO" if ctx.progress else "WARNING"
+    metrics = mm_engine.train_and_validate(cfg, backbone, "FPN", protocol, level)
+    mm_engine.remove_checkpoints(work_dir)
+    return mm_engine.coco_metrics(metrics)
+
+
+def run(backbone: Backbone, data_root: Path, config: Config, ctx: RunContext) -> list[Measurement]:
+    """Train and test the chosen engine's `trials` times; rows per trial and their mean."""
+    splits = coco_splits(data_root, config.detectron2)
+    classes = _classes(*splits)
+    engine = runner.resolve_engine(ctx.det_engine)
     base = runner.run_dir(ctx, engine, config, backbone)
     if engine == runner.DETECTRON2:
         from evaluators.detection import d2_engine
 
+        trials = config.detectron2.trials
+
         def trial(i: int, trial_dir: Path) -> Mapping[str, float]:
-            return d2_engine.run_coco_trial(backbone, (train_split, test_split), config, ctx, i, trial_dir,
-                                            len(test_meta.thing_classes))
+            return d2_engine.run_coco_trial(backbone, splits, config.detectron2, ctx, i, trial_dir,
+                                            len(classes))
     else:
-        train, train_meta = coco_records(train_split.image_dir, train_split.json_file)
-        if train_meta.thing_classes != test_meta.thing_classes:
-            raise ValueError(f"{train_split.json_file} and {test_split.json_file} list different categories")
-        kept = trainable(train)
+        mm_engine.require_mmdet()
+        trials = config.mmdet.trials
 
         def trial(i: int, trial_dir: Path) -> Mapping[str, float]:
-            return _tv_trial(backbone, config, ctx, kept, test, test_meta, i, trial_dir)
+            return _mm_trial(backbone, splits, classes, config.mmdet, ctx, i, trial_dir)
 
-    per_trial = runner.run_trials(config.trials, base, METRICS, trial)
+    per_trial = runner.run_trials(trials, base, METRICS, trial)
     return runner.trial_rows(DATASET, METRICS, per_trial, engine)

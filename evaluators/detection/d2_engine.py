@@ -5,8 +5,11 @@ DefaultTrainer whose evaluator is PascalVOCDetectionEvaluator (VOC) or COCOEvalu
 `resume_or_load` + `train()` (PreciseBN and the final evaluation are DefaultTrainer's hooks), all
 under detectron2's `launch` with `ctx.num_gpus` processes, and MoCo's Res5ROIHeadsExtraNorm (res5
 of the C4 box head followed by one more norm layer). Weights: adapters.detectron2's `.pkl`
-(MoCo's converter layout, loaded with detectron2's matching heuristics).
+(MoCo's converter layout, loaded with detectron2's matching heuristics, then checked tensor by
+tensor in the worker). A Sobel backbone runs on our registered Sobel-stem backbones (d2_modules).
 
+The job sent to the launched processes (`D2Job`, `D2Dataset`) lives in the leaf module d2_job,
+which d2_worker imports instead of this module.
 Everything that does not need detectron2 (the config as a nested dict of KEY: value, dataset
 records, result parsing) is plain Python here and in records.py, so it is tested without it;
 detectron2 is imported only inside the functions that run it.
@@ -14,53 +17,45 @@ detectron2 is imported only inside the functions that run it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from dcbench.backbone import Backbone
 from dcbench.context import RunContext
-from dcbench.fileio import atomic_write_text
-from evaluators.detection.configs import COCODetConfig, VOCDetConfig
+from evaluators.detection.d2_configs import D2COCOProtocol, D2VOCProtocol
+from evaluators.detection.d2_job import (
+    C4_MODEL,
+    EXTRA_NORM_HEAD,
+    FPN_MODEL,
+    SOBEL_C4_BACKBONE,
+    SOBEL_FPN_BACKBONE,
+    D2Dataset,
+    D2Job,
+)
 
-EXTRA_NORM_HEAD = "Res5ROIHeadsExtraNorm"
 RESULTS_FILE = "d2_results.json"
 WEIGHTS_FILE = "backbone_detectron2.pkl"
 FPN_FEATURES = ["res2", "res3", "res4", "res5"]
 
 
-@dataclass(frozen=True)
-class D2Dataset:
-    """A dataset to register in detectron2's catalogs (picklable: sent to launched workers)."""
-
-    name: str
-    kind: Literal["voc", "coco"]
-    root: str  # VOC<year> folder, or the COCO image folder
-    split: str  # VOC split, or the COCO instances json
-    year: int
+def _backbone_name(fpn: bool, sobel: bool) -> str:
+    if sobel:  # ours, registered by d2_modules: detectron2's backbone with the Sobel stem
+        return SOBEL_FPN_BACKBONE if fpn else SOBEL_C4_BACKBONE
+    return "build_resnet_fpn_backbone" if fpn else "build_resnet_backbone"
 
 
-@dataclass(frozen=True)
-class D2Job:
-    cfg: dict[str, Any]
-    datasets: tuple[D2Dataset, ...]
-    results_path: str
-    num_gpus: int
-
-
-def _model_dict(config: VOCDetConfig | COCODetConfig, num_classes: int, weights: str, device: str) -> dict:
+def _model_dict(config: D2VOCProtocol | D2COCOProtocol, num_classes: int, weights: str, device: str,
+                sobel: bool) -> dict:
     m, rpn, roi, inputs = config.model, config.model.rpn, config.model.roi, config.inputs
     fpn = m.arch == "FPN"
     roi_name = "StandardROIHeads" if fpn else (EXTRA_NORM_HEAD if m.res5_extra_norm else "Res5ROIHeads")
     model: dict[str, Any] = {
         "META_ARCHITECTURE": "GeneralizedRCNN", "DEVICE": device, "WEIGHTS": weights, "MASK_ON": m.mask_on,
         "PIXEL_MEAN": list(inputs.pixel_mean), "PIXEL_STD": list(inputs.pixel_std),
-        "BACKBONE": {"NAME": "build_resnet_fpn_backbone" if fpn else "build_resnet_backbone",
-                     "FREEZE_AT": m.freeze_at},
+        "BACKBONE": {"NAME": _backbone_name(fpn, sobel), "FREEZE_AT": m.freeze_at},
         "RESNETS": {"DEPTH": 50, "NORM": m.norm, "STRIDE_IN_1X1": m.stride_in_1x1,
                     "OUT_FEATURES": list(FPN_FEATURES) if fpn else ["res4"]},
         "ANCHOR_GENERATOR": {"SIZES": [list(s) for s in rpn.anchor_sizes],
@@ -91,13 +86,16 @@ def _model_dict(config: VOCDetConfig | COCODetConfig, num_classes: int, weights:
     return model
 
 
-def build_cfg_dict(config: VOCDetConfig | COCODetConfig, *, num_classes: int, train_names: Sequence[str],
+def build_cfg_dict(config: D2VOCProtocol | D2COCOProtocol, *, num_classes: int, train_names: Sequence[str],
                    test_names: Sequence[str], weights: str, output_dir: str, device: str, seed: int,
-                   num_workers: int) -> dict[str, Any]:
-    """The detectron2 config we set, as a nested {KEY: value} dict (merged into get_cfg())."""
+                   num_workers: int, sobel: bool = False) -> dict[str, Any]:
+    """The detectron2 config we set, as a nested {KEY: value} dict (merged into get_cfg()).
+
+    `sobel`: the backbone is ours with DeepCluster's Sobel stem (d2_modules).
+    """
     s, inputs = config.solver, config.inputs
     return {
-        "MODEL": _model_dict(config, num_classes, weights, device),
+        "MODEL": _model_dict(config, num_classes, weights, device, sobel),
         "INPUT": {"FORMAT": inputs.format, "MIN_SIZE_TRAIN": tuple(inputs.min_size_train),
                   "MAX_SIZE_TRAIN": inputs.max_size_train, "MIN_SIZE_TEST": inputs.min_size_test,
                   "MAX_SIZE_TEST": inputs.max_size_test, "RANDOM_FLIP": inputs.random_flip},
@@ -133,17 +131,6 @@ def parse_d2_results(results: Mapping[str, Any], kind: Literal["voc", "coco"]) -
     return out
 
 
-def plain(value: Any) -> Any:
-    """JSON-ready copy of an evaluator output (OrderedDicts, numpy scalars)."""
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if hasattr(value, "item"):
-        return value.item()
-    return value
-
-
 def _worker_count(ctx: RunContext) -> int:
     return ctx.num_workers if ctx.num_workers > 0 else 4  # detectron2's DATALOADER.NUM_WORKERS default
 
@@ -153,7 +140,7 @@ def _weights(backbone: Backbone, trial_dir: Path) -> str:
 
     path = trial_dir.parent / WEIGHTS_FILE
     if not path.exists():
-        write_detectron2_pkl(backbone, path)
+        write_detectron2_pkl(backbone, path, allow_sobel=True)  # our Sobel backbones take the 2-channel stem
     return str(path)
 
 
@@ -170,19 +157,19 @@ def _run_job(job: D2Job) -> dict[str, Any]:
     return json.loads(results.read_text(encoding="utf-8"))
 
 
-def _job(config: VOCDetConfig | COCODetConfig, train: Sequence[D2Dataset], test: D2Dataset, num_classes: int,
-         backbone: Backbone, ctx: RunContext, trial: int, trial_dir: Path) -> D2Job:
+def _job(config: D2VOCProtocol | D2COCOProtocol, train: Sequence[D2Dataset], test: D2Dataset,
+         num_classes: int, backbone: Backbone, ctx: RunContext, trial: int, trial_dir: Path) -> D2Job:
     gpus = ctx.num_gpus if ctx.device.type == "cuda" else 1
     datasets = tuple({d.name: d for d in (*train, test)}.values())
     cfg = build_cfg_dict(config, num_classes=num_classes, train_names=[d.name for d in train],
                          test_names=[test.name], weights=_weights(backbone, trial_dir),
                          output_dir=str(trial_dir), device=ctx.device.type, seed=ctx.seed + trial,
-                         num_workers=_worker_count(ctx))
+                         num_workers=_worker_count(ctx), sobel=backbone.sobel)
     return D2Job(cfg=cfg, datasets=datasets, results_path=str(trial_dir / RESULTS_FILE),
-                 num_gpus=max(gpus, 1))
+                 num_gpus=max(gpus, 1), model_name=FPN_MODEL if config.model.arch == "FPN" else C4_MODEL)
 
 
-def run_voc_trial(backbone: Backbone, splits: Any, config: VOCDetConfig, ctx: RunContext, trial: int,
+def run_voc_trial(backbone: Backbone, splits: Any, config: D2VOCProtocol, ctx: RunContext, trial: int,
                   trial_dir: Path) -> dict[str, float]:
     """One VOC trial; `splits` is voc0712.VOCSplits."""
     def spec(folder: Path, split: str, year: int) -> D2Dataset:
@@ -193,7 +180,7 @@ def run_voc_trial(backbone: Backbone, splits: Any, config: VOCDetConfig, ctx: Ru
     return parse_d2_results(_run_job(job), "voc")
 
 
-def run_coco_trial(backbone: Backbone, splits: Any, config: COCODetConfig, ctx: RunContext, trial: int,
+def run_coco_trial(backbone: Backbone, splits: Any, config: D2COCOProtocol, ctx: RunContext, trial: int,
                    trial_dir: Path, num_classes: int) -> dict[str, float]:
     """One COCO trial; `splits` is (train, test) coco.COCOSplit."""
     train, test = splits
@@ -205,12 +192,3 @@ def run_coco_trial(backbone: Backbone, splits: Any, config: COCODetConfig, ctx: 
     job = _job(config, [spec(config.train_split, train)], spec(config.test_split, test), num_classes,
                backbone, ctx, trial, trial_dir)
     return parse_d2_results(_run_job(job), "coco")
-
-
-def setup_args(num_gpus: int) -> argparse.Namespace:
-    """The argument namespace detectron2's default_setup logs (we have no command line of our own)."""
-    return argparse.Namespace(config_file="", eval_only=False, resume=True, num_gpus=num_gpus, opts=[])
-
-
-def write_results(path: str, results: Mapping[str, Any]) -> None:
-    atomic_write_text(path, json.dumps(plain(results), indent=1, sort_keys=True) + "\n")

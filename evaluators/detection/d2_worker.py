@@ -1,9 +1,10 @@
 """What runs inside detectron2's `launch` (one process per GPU); imported only when detectron2 is.
 
-`main(job)`: register MoCo's Res5ROIHeadsExtraNorm and our datasets, build detectron2's config
-(get_cfg() merged with the job's {KEY: value} dict), default_setup, DefaultTrainer with the VOC /
-COCO evaluator, resume_or_load + train (PreciseBN and the final test are the trainer's hooks), then
-rank 0 writes the evaluator's output as JSON for the parent process.
+`main(job)`: register our modules (d2_modules: MoCo's Res5ROIHeadsExtraNorm, the Sobel backbones)
+and our datasets, build detectron2's config (get_cfg() merged with the job's {KEY: value} dict),
+default_setup, DefaultTrainer with the VOC / COCO evaluator, resume_or_load, then (unless a training
+checkpoint was resumed) check that every backbone tensor came from our export, train (PreciseBN and
+the final test are the trainer's hooks), and rank 0 writes the evaluator's output as JSON.
 Needs detectron2 >= 0.3 (Res5ROIHeads built through `from_config` / `_build_res5_block`, as in
 MMSelfSup's copy of MoCo's train_net.py); checked with detectron2 0.6 on the CPU.
 """
@@ -18,28 +19,13 @@ from detectron2.config import CfgNode, get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import DefaultTrainer, default_setup
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, PascalVOCDetectionEvaluator
-from detectron2.layers import get_norm
-from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, Res5ROIHeads
 from detectron2.structures import BoxMode
 from detectron2.utils import comm
 
-from evaluators.detection.d2_engine import EXTRA_NORM_HEAD, D2Dataset, D2Job, setup_args, write_results
+from adapters.detectron2 import check_detectron2_load, read_detectron2_pkl
+from evaluators.detection.d2_job import D2Dataset, D2Job, setup_args, write_results
+from evaluators.detection.d2_modules import register
 from evaluators.detection.records import Record, coco_records, voc_metadata, voc_records
-
-
-class Res5ROIHeadsExtraNorm(Res5ROIHeads):
-    """MoCo (detection/train_net.py): "there is an extra BN layer following the res5 stage"."""
-
-    @classmethod
-    def _build_res5_block(cls, cfg: CfgNode) -> tuple[Any, int]:
-        seq, out_channels = super()._build_res5_block(cfg)
-        seq.add_module("norm", get_norm(cfg.MODEL.RESNETS.NORM, out_channels))
-        return seq, out_channels
-
-
-def register_extra_norm_head() -> None:
-    if EXTRA_NORM_HEAD not in ROI_HEADS_REGISTRY:
-        ROI_HEADS_REGISTRY.register(Res5ROIHeadsExtraNorm)
 
 
 def _with_box_modes(records: list[Record]) -> list[Record]:
@@ -83,14 +69,24 @@ def build_cfg(job: D2Job) -> CfgNode:
     return cfg
 
 
+def check_loaded_backbone(job: D2Job, model: Any) -> int:
+    """Every backbone parameter and buffer came from the exported weights (adapters.detectron2)."""
+    module = model.module if hasattr(model, "module") else model  # DistributedDataParallel
+    exported = read_detectron2_pkl(job.cfg["MODEL"]["WEIGHTS"])["model"]
+    return check_detectron2_load(module.state_dict(), exported, job.model_name)
+
+
 def main(job: D2Job) -> None:
-    register_extra_norm_head()
+    register()
     for spec in job.datasets:
         register_dataset(spec)
     cfg = build_cfg(job)
     default_setup(cfg, setup_args(job.num_gpus))
     trainer = Trainer(cfg)
+    resumed = trainer.checkpointer.has_checkpoint()  # a training checkpoint, not our weights, is loaded
     trainer.resume_or_load(resume=True)
+    if not resumed:
+        check_loaded_backbone(job, trainer.model)  # matching_heuristics loads non-strictly: check it all
     trainer.train()
     if hasattr(trainer, "_last_eval_results"):  # set by DefaultTrainer's final EvalHook
         results = trainer._last_eval_results

@@ -1,7 +1,7 @@
 """Dataset records in detectron2's standard format (list[dict]), built without detectron2.
 
-Both engines read these: the detectron2 engine registers them in its DatasetCatalog, the
-torchvision engine trains from them. They follow detectron2's own loaders:
+The detectron2 engine registers them in its DatasetCatalog (the mmdetection engine reads the
+datasets with mmdet's own VOCDataset / CocoDataset). They follow detectron2's own loaders:
 `detectron2/data/datasets/pascal_voc.py::load_voc_instances` (difficult objects kept for
 training, xmin/ymin shifted by -1 to continuous 0-based coordinates, category = index in the class
 list, XYXY_ABS boxes) and `detectron2/data/datasets/coco.py::load_coco_json` (images sorted by id,
@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from pycocotools import mask as mask_util
 
 from dcbench.datasets.voc import VOC_CLASSES, read_voc_det
@@ -112,20 +111,3 @@ def coco_records(image_dir: Path, json_file: Path) -> tuple[list[Record], CocoMe
                         "width": int(img["width"]), "image_id": img["id"],
                         "annotations": [o for o in objs if o is not None]})
     return records, meta
-
-
-def xyxy_boxes(annos: Sequence[Mapping[str, Any]]) -> np.ndarray:
-    """The annotations' boxes as an (N, 4) float32 XYXY_ABS array."""
-    boxes = np.asarray([a["bbox"] for a in annos], dtype=np.float32).reshape(-1, 4)
-    modes = np.asarray([a["bbox_mode"] for a in annos], dtype=np.int64)
-    unknown = set(modes.tolist()) - {XYXY_ABS, XYWH_ABS}
-    if unknown:
-        raise ValueError(f"unsupported bbox_mode(s) {sorted(unknown)}; expected XYXY_ABS or XYWH_ABS")
-    wh = modes == XYWH_ABS
-    boxes[wh, 2:] += boxes[wh, :2]
-    return boxes
-
-
-def has_trainable_objects(record: Mapping[str, Any]) -> bool:
-    """detectron2's FILTER_EMPTY_ANNOTATIONS: keep images with at least one non-crowd object."""
-    return any(a.get("iscrowd", 0) == 0 for a in record["annotations"])

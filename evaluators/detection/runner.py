@@ -1,5 +1,9 @@
 """Shared by both detection benchmarks: engine choice, per-trial bookkeeping, result rows.
 
+Two engines: `mmdet` (the page's own configs, mm_engine) and `detectron2` (MoCo's protocol,
+d2_engine), chosen per run by `RunContext.det_engine` (run_all's --det-engine): 'auto' takes
+detectron2 where it is importable, else mmdet.
+
 Each trial's metrics are written (atomically) to
 `ctx.work_dir/<engine>-<config hash>-<checkpoint sha[:12]>/trial<i>/metrics.json`; a rerun reuses
 finished trials and resumes an unfinished one from its checkpoint. Rows: one per trial
@@ -22,19 +26,14 @@ from dcbench.fileio import atomic_write_text
 from dcbench.results import Measurement
 
 LOG = logging.getLogger(__name__)
+MMDET = "mmdet"
 DETECTRON2 = "detectron2"
-TORCHVISION = "torchvision"
-INSTALL_HINT = (
-    "detectron2 is not installed, so the embedded torchvision engine is used instead (rows are marked "
-    "engine='torchvision'). For the reference protocol install detectron2 from source: "
+ENGINES = ("auto", MMDET, DETECTRON2)
+D2_INSTALL_HINT = (
+    "detectron2 is not installed (it is on no package registry): install it from source, "
     "pip install 'git+https://github.com/facebookresearch/detectron2.git' "
     "(or git clone https://github.com/facebookresearch/detectron2 && pip install -e detectron2; "
     "it builds against the installed torch, see detectron2's INSTALL.md)."
-)
-SOBEL_NOTE = (
-    "this backbone takes DeepCluster's Sobel input, which detectron2's 7x7 RGB stem cannot hold "
-    "(adapters.detectron2 refuses it); using the embedded torchvision engine, which keeps the Sobel "
-    "filter in front of conv1."
 )
 TrialFn = Callable[[int, Path], Mapping[str, float]]
 
@@ -43,25 +42,21 @@ def detectron2_available() -> bool:
     return importlib.util.find_spec("detectron2") is not None
 
 
-def resolve_engine(requested: str, sobel: bool, available: bool | None = None) -> str:
-    """'detectron2' or 'torchvision' for a config's `engine` ('auto' prefers detectron2)."""
-    have_d2 = detectron2_available() if available is None else available
-    if requested == TORCHVISION:
-        return TORCHVISION
+def resolve_engine(requested: str, d2_available: bool | None = None) -> str:
+    """'mmdet' or 'detectron2' for a run's `det_engine` ('auto': detectron2 where importable).
+
+    Both engines take Sobel backbones (each registers a backbone with the fixed filter in front).
+    """
+    if requested not in ENGINES:
+        raise ValueError(f"unknown detection engine {requested!r}; use one of {', '.join(ENGINES)}")
+    if requested == MMDET:
+        return MMDET
+    have_d2 = detectron2_available() if d2_available is None else d2_available
     if requested == DETECTRON2:
         if not have_d2:
-            raise ModuleNotFoundError("config.engine is 'detectron2' but it is not installed. "
-                                      + INSTALL_HINT)
+            raise ModuleNotFoundError("--det-engine detectron2 was asked for but " + D2_INSTALL_HINT)
         return DETECTRON2
-    if requested != "auto":
-        raise ValueError(f"unknown detection engine {requested!r}; use 'auto', 'detectron2' or 'torchvision'")
-    if not have_d2:
-        LOG.warning(INSTALL_HINT)
-        return TORCHVISION
-    if sobel:
-        LOG.warning(SOBEL_NOTE)
-        return TORCHVISION
-    return DETECTRON2
+    return DETECTRON2 if have_d2 else MMDET
 
 
 def run_dir(ctx: RunContext, engine: str, config: object, backbone: Backbone) -> Path:

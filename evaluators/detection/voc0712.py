@@ -1,8 +1,10 @@
 """det_voc0712: Faster R-CNN R50-C4 fine-tuned on VOC07+12 trainval, AP/AP50/AP75 on VOC07 test.
 
-MoCo's protocol (configs.VOCDetConfig names every value's source), run by detectron2 when it is
-importable and by the embedded torchvision engine otherwise (rows carry the engine's name).
-Rows: dataset 'voc0712', metrics AP, AP50, AP75, variants trial<i> and mean (percent).
+Two engines (runner.resolve_engine, chosen by `ctx.det_engine`): mmdetection with the page's
+config (`Config.mmdet`, mm_configs: MMSelfSup 1.x faster-rcnn_r50-c4_ms-24k_voc0712.py, scored by
+mmdet's VOCMetric, 11-point) and detectron2 with MoCo's (`Config.detectron2`, d2_configs, scored
+by detectron2's PascalVOCDetectionEvaluator).  Rows: dataset 'voc0712', metrics AP (mean over
+IoU .50:.95), AP50 (the page's mAP), AP75, variants trial<i> and mean (percent); `engine` says which.
 """
 
 from __future__ import annotations
@@ -11,23 +13,35 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from dcbench.backbone import Backbone
 from dcbench.context import RunContext
-from dcbench.datasets.voc import VOC_CLASSES, read_voc_det
+from dcbench.datasets.voc import read_voc_det
 from dcbench.results import Measurement
-from evaluators.detection import runner, tv_engine
-from evaluators.detection.c4 import build_faster_rcnn_c4
-from evaluators.detection.configs import TINY_VOC, VOCDetConfig
-from evaluators.detection.records import Record, voc_records
-from evaluators.detection.tv_data import TestDataset, TrainDataset, trainable
-from evaluators.detection.voc_eval import ImageDetections, ImageTruth, evaluate_voc
+from evaluators.detection import mm_engine, runner
+from evaluators.detection.d2_configs import TINY_D2_VOC, D2VOCProtocol
+from evaluators.detection.mm_configs import TINY_VOC_PROTOCOL, VOC_PROTOCOL, MMDetProtocol
 
-Config = VOCDetConfig
-TINY = TINY_VOC
 DATASET = "voc0712"
 METRICS = ("AP", "AP50", "AP75")
+NUM_CLASSES = 20
+
+
+@dataclass(frozen=True)
+class Config:
+    """Both engines' protocols for det_voc0712; the run's engine picks one.
+
+    The splits (`detectron2.train_sets` / `test_set`: VOC07+12 trainval -> VOC07 test, the same in
+    MSS-VOC) serve both engines.
+    """
+
+    mmdet: MMDetProtocol = VOC_PROTOCOL
+    detectron2: D2VOCProtocol = D2VOCProtocol()
+    source: str = ("mmdet: MMSelfSup 1.x "
+                   "configs/benchmarks/mmdetection/voc0712/faster-rcnn_r50-c4_ms-24k_voc0712.py; "
+                   "detectron2: MoCo detection/configs/pascal_voc_R_50_C4_24k_moco.yaml")
+
+
+TINY = Config(mmdet=TINY_VOC_PROTOCOL, detectron2=TINY_D2_VOC, source="CI-sized variants of both protocols")
 
 
 @dataclass(frozen=True)
@@ -38,7 +52,7 @@ class VOCSplits:
     test: tuple[Path, str, int]
 
 
-def voc_splits(data_root: Path, config: VOCDetConfig) -> VOCSplits:
+def voc_splits(data_root: Path, config: D2VOCProtocol) -> VOCSplits:
     devkit = Path(data_root) / "VOCdevkit"
 
     def entry(folder: str, split: str) -> tuple[Path, str, int]:
@@ -47,47 +61,44 @@ def voc_splits(data_root: Path, config: VOCDetConfig) -> VOCSplits:
     return VOCSplits(tuple(entry(f, s) for f, s in config.train_sets), entry(*config.test_set))
 
 
-def _truths(test: tuple[Path, str, int]) -> list[ImageTruth]:
-    return [ImageTruth(r.image_id, r.boxes, r.labels, r.difficult) for r in read_voc_det(test[0], test[1])]
+def check_layout(splits: VOCSplits) -> None:
+    """Read every split once (DatasetMissingError names a missing file or folder)."""
+    for folder, split, _ in (*splits.train, splits.test):
+        read_voc_det(folder, split)
 
 
-def _tv_trial(backbone: Backbone, config: VOCDetConfig, ctx: RunContext, train: list[Record],
-              test: list[Record], truths: list[ImageTruth], trial: int,
+def _mm_trial(backbone: Backbone, splits: VOCSplits, protocol: MMDetProtocol, ctx: RunContext, trial: int,
               trial_dir: Path) -> Mapping[str, float]:
-    seed = ctx.seed + trial
-    torch.manual_seed(seed)
-    model = build_faster_rcnn_c4(backbone, config.inputs, config.model, config.num_classes)
-    spec = tv_engine.TrainSpec(
-        solver=config.solver, inputs=config.inputs, precise_bn=config.precise_bn,
-        micro_batch=config.tv_micro_batch, seed=seed, device=ctx.device, num_workers=ctx.num_workers,
-        progress=ctx.progress, with_masks=False,
-    )
-    tv_engine.train(model, TrainDataset(train, with_masks=False), spec, trial_dir)
-    preds = tv_engine.predict(model, TestDataset(test), spec)
-    dets = [ImageDetections(test[p.index]["image_id"], p.boxes, p.scores, p.labels) for p in preds]
-    metrics = evaluate_voc(truths, dets, VOC_CLASSES)
-    tv_engine.remove_checkpoint(trial_dir)
-    return metrics
+    devkit = splits.test[0].parent
+    train = [(folder.name, split) for folder, split, _ in splits.train]
+    data = mm_engine.voc_data(devkit, train, (splits.test[0].name, splits.test[1]), protocol, ctx.num_workers)
+    work_dir = trial_dir / mm_engine.WORK_SUBDIR
+    cfg = mm_engine.mmdet_config(protocol, data, NUM_CLASSES, work_dir, ctx.seed + trial, backbone.sobel)
+    level = "INFO" if ctx.progress else "WARNING"
+    metrics = mm_engine.train_and_validate(cfg, backbone, "C4", protocol, level)
+    mm_engine.remove_checkpoints(work_dir)
+    return mm_engine.voc_metrics(metrics)
 
 
-def run(backbone: Backbone, data_root: Path, config: VOCDetConfig, ctx: RunContext) -> list[Measurement]:
-    """Train and test `config.trials` times; rows per trial and their mean."""
-    splits = voc_splits(data_root, config)
-    train = [rec for folder, split, _ in splits.train for rec in voc_records(folder, split)]
-    test = voc_records(splits.test[0], splits.test[1])
-    truths = _truths(splits.test)
-    engine = runner.resolve_engine(config.engine, backbone.sobel)
+def run(backbone: Backbone, data_root: Path, config: Config, ctx: RunContext) -> list[Measurement]:
+    """Train and test the chosen engine's `trials` times; rows per trial and their mean."""
+    splits = voc_splits(data_root, config.detectron2)
+    check_layout(splits)
+    engine = runner.resolve_engine(ctx.det_engine)
     base = runner.run_dir(ctx, engine, config, backbone)
     if engine == runner.DETECTRON2:
         from evaluators.detection import d2_engine
 
+        trials = config.detectron2.trials
+
         def trial(i: int, trial_dir: Path) -> Mapping[str, float]:
-            return d2_engine.run_voc_trial(backbone, splits, config, ctx, i, trial_dir)
+            return d2_engine.run_voc_trial(backbone, splits, config.detectron2, ctx, i, trial_dir)
     else:
-        kept = trainable(train)
+        mm_engine.require_mmdet()
+        trials = config.mmdet.trials
 
         def trial(i: int, trial_dir: Path) -> Mapping[str, float]:
-            return _tv_trial(backbone, config, ctx, kept, test, truths, i, trial_dir)
+            return _mm_trial(backbone, splits, config.mmdet, ctx, i, trial_dir)
 
-    per_trial = runner.run_trials(config.trials, base, METRICS, trial)
+    per_trial = runner.run_trials(trials, base, METRICS, trial)
     return runner.trial_rows(DATASET, METRICS, per_trial, engine)

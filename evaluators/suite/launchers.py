@@ -35,7 +35,7 @@ from dcbench.results import Provenance, ResultStore, status_row
 from evaluators.suite.plan import Job, ok_rows
 from evaluators.suite.runner import Outcome, SuiteSettings, run_suite
 
-LOG = logging.getLogger("deepcluster_bench")
+LOG = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -62,12 +62,19 @@ class JobArgs:
     num_workers: int = 0
     overrides: tuple[str, ...] = ()
     forced: frozenset[str] = field(default_factory=frozenset)
+    ckpt_format: str | None = None  # so a child reads the checkpoint as the parent did
+    ckpt_key: str | None = None
+    det_engine: str = "auto"
 
     def argv(self, job: Job, num_gpus: int = 1) -> list[str]:
         out = [job.name, "--ckpt", str(self.ckpt.resolve()), "--data-root", str(self.data_root.resolve()),
                "--work-dir", str(self.work_dir.resolve()), "--results", str(self.results.resolve()),
                "--model-name", self.model, "--seed", str(self.seed), "--device", self.device,
-               "--num-workers", str(self.num_workers), "--num-gpus", str(num_gpus), "--git-sha", self.git_sha]
+               "--num-workers", str(self.num_workers), "--num-gpus", str(num_gpus), "--git-sha", self.git_sha,
+               "--det-engine", self.det_engine]
+        for flag, value in (("--ckpt-format", self.ckpt_format), ("--ckpt-key", self.ckpt_key)):
+            if value is not None:
+                out += [flag, value]
         out += [a for item in self.overrides if item.startswith(job.name + ".") for a in ("--set", item)]
         if self.tiny:
             out.append("--tiny")

@@ -1,7 +1,8 @@
 """The one literal registry of benchmarks: every table of the reference page is covered.
 
-Each entry names the evaluator's entry function, its reference config (values from the named
-source) and the tiny config CI runs. Nothing is resolved from strings at run time.
+Each entry names the README table it fills, the evaluator's entry function, its reference config
+(values from the named source) and the tiny config CI runs. Nothing is resolved from strings at
+run time. The keys are the constants of `evaluators.suite.names` (which `reports` imports).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -21,17 +22,11 @@ from evaluators.classification import avgpool as linear_avgpool
 from evaluators.classification import linear, semisup
 from evaluators.detection import coco, voc0712
 from evaluators.segmentation import cityscapes, voc12aug
+from evaluators.suite import names as N
 from evaluators.svm import lowshot as voc_lowshot
 from evaluators.svm import voc07 as voc_svm
 
 RunFn = Callable[[Backbone, Path, Any, RunContext], list[Measurement]]
-
-
-@dataclass(frozen=True)
-class Pending:
-    """Config placeholder of a benchmark that is not implemented yet."""
-
-    note: str
 
 
 @dataclass(frozen=True)
@@ -63,12 +58,11 @@ _SEG_CITY = Resources(4, 24.0, 128, 8, "MMSelfSup fcn_r50-d8 cityscapes config: 
 
 @dataclass(frozen=True)
 class BenchmarkSpec:
-    table: str
-    run: RunFn | None
+    table: str  # the README table (reports.tables.TABLE_IDS) its rows fill
+    run: RunFn
     config: Any
     tiny: Any
-    note: str = field(default="")
-    resources: Resources = field(default=Resources())
+    resources: Resources = Resources()
 
     def config_for(self, tiny: bool) -> Any:
         return self.tiny if tiny else self.config
@@ -80,35 +74,28 @@ class BenchmarkSpec:
         return dataclasses.replace(self.resources, hours=TINY_HOURS, mem_gb=TINY_MEM_GB, cpus_per_gpu=1)
 
 
-def _pending(table: str, note: str) -> BenchmarkSpec:
-    return BenchmarkSpec(table=table, run=None, config=Pending(note), tiny=Pending(note), note=note)
-
-
 def _multi(table: str, module: ModuleType, name: str, resources: Resources) -> BenchmarkSpec:
     """Entry of a module serving several benchmarks through its CONFIGS / TINY_CONFIGS."""
-    return BenchmarkSpec(table, module.run, module.CONFIGS[name], module.TINY_CONFIGS[name],
-                         resources=resources)
+    return BenchmarkSpec(table, module.run, module.CONFIGS[name], module.TINY_CONFIGS[name], resources)
 
 
 EVALUATORS: dict[str, BenchmarkSpec] = {
-    "voc07_svm": BenchmarkSpec("voc_svm", voc_svm.run, voc_svm.Config(), voc_svm.TINY, resources=_SVM),
-    "voc07_lowshot": BenchmarkSpec("voc_svm", voc_lowshot.run, voc_lowshot.Config(), voc_lowshot.TINY,
-                                   resources=_SVM),
-    "linear_imagenet": _multi("linear_imagenet", linear, "linear_imagenet", _LINEAR),
-    "linear_avgpool_imagenet": _multi("linear_imagenet", linear_avgpool, "linear_avgpool_imagenet", _LINEAR),
-    "linear_inat18": _multi("linear_inat18", linear, "linear_inat18", _LINEAR),
-    "linear_avgpool_inat18": _multi("linear_inat18", linear_avgpool, "linear_avgpool_inat18", _LINEAR),
-    "linear_places205": _multi("linear_places205", linear, "linear_places205", _LINEAR),
-    "linear_avgpool_places205": _multi("linear_places205", linear_avgpool, "linear_avgpool_places205",
+    N.VOC07_SVM: BenchmarkSpec("voc_svm", voc_svm.run, voc_svm.Config(), voc_svm.TINY, _SVM),
+    N.VOC07_LOWSHOT: BenchmarkSpec("voc_svm", voc_lowshot.run, voc_lowshot.Config(), voc_lowshot.TINY, _SVM),
+    N.LINEAR_IMAGENET: _multi("linear_imagenet", linear, N.LINEAR_IMAGENET, _LINEAR),
+    N.LINEAR_AVGPOOL_IMAGENET: _multi("linear_imagenet", linear_avgpool, N.LINEAR_AVGPOOL_IMAGENET, _LINEAR),
+    N.LINEAR_INAT18: _multi("linear_inat18", linear, N.LINEAR_INAT18, _LINEAR),
+    N.LINEAR_AVGPOOL_INAT18: _multi("linear_inat18", linear_avgpool, N.LINEAR_AVGPOOL_INAT18, _LINEAR),
+    N.LINEAR_PLACES205: _multi("linear_places205", linear, N.LINEAR_PLACES205, _LINEAR),
+    N.LINEAR_AVGPOOL_PLACES205: _multi("linear_places205", linear_avgpool, N.LINEAR_AVGPOOL_PLACES205,
                                        _LINEAR),
-    "semisup_1pct": _multi("semisup", semisup, "semisup_1pct", _SEMISUP),
-    "semisup_10pct": _multi("semisup", semisup, "semisup_10pct", _SEMISUP),
-    "det_voc0712": BenchmarkSpec("det_voc0712", voc0712.run, voc0712.Config(), voc0712.TINY, resources=_DET),
-    "det_coco": BenchmarkSpec("det_coco", coco.run, coco.Config(), coco.TINY, resources=_DET),
-    "seg_voc12aug": BenchmarkSpec("seg_voc12aug", voc12aug.run, voc12aug.Config(), voc12aug.TINY,
-                                  resources=_SEG_VOC),
-    "seg_cityscapes": BenchmarkSpec("seg_cityscapes", cityscapes.run, cityscapes.Config(), cityscapes.TINY,
-                                    resources=_SEG_CITY),
+    N.SEMISUP_1PCT: _multi("semisup", semisup, N.SEMISUP_1PCT, _SEMISUP),
+    N.SEMISUP_10PCT: _multi("semisup", semisup, N.SEMISUP_10PCT, _SEMISUP),
+    N.DET_VOC0712: BenchmarkSpec("det_voc0712", voc0712.run, voc0712.Config(), voc0712.TINY, _DET),
+    N.DET_COCO: BenchmarkSpec("det_coco", coco.run, coco.Config(), coco.TINY, _DET),
+    N.SEG_VOC12AUG: BenchmarkSpec("seg_voc12aug", voc12aug.run, voc12aug.Config(), voc12aug.TINY, _SEG_VOC),
+    N.SEG_CITYSCAPES: BenchmarkSpec("seg_cityscapes", cityscapes.run, cityscapes.Config(), cityscapes.TINY,
+                                    _SEG_CITY),
 }
 
 

@@ -9,7 +9,6 @@ checkpoints or two configs never share or overwrite each other's resume state.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
@@ -28,7 +27,7 @@ from dcbench.datasets.common import DatasetMissingError
 from dcbench.results import Provenance, ResultRow, ResultStore, Status, rows_from_measurements, status_row
 from evaluators.suite.registry import EVALUATORS, BenchmarkSpec
 
-LOG = logging.getLogger("deepcluster_bench")
+LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -42,6 +41,7 @@ class SuiteSettings:
     git_sha: str
     num_workers: int = 0
     num_gpus: int = 1
+    det_engine: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -58,9 +58,15 @@ def world() -> tuple[int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def benchmark_dir(work_dir: Path, name: str) -> Path:
+    """Benchmark `name`'s own folder under the run's work folder (its plots; the parent of its states)."""
+    return work_dir / "benchmarks" / name
+
+
 def state_dir(work_dir: Path, name: str, checkpoint_sha256: str, config_digest: str) -> Path:
-    """The benchmark's own scratch folder for one (checkpoint, config): resume state lives here."""
-    return work_dir / "benchmarks" / name / f"{checkpoint_sha256[:16]}-{config_digest}"
+    """The benchmark's own scratch folder for one (checkpoint, config) (its ctx.work_dir): resume state
+    lives here."""
+    return benchmark_dir(work_dir, name) / f"{checkpoint_sha256[:16]}-{config_digest}"
 
 
 def _context(name: str, settings: SuiteSettings, prov: Provenance) -> RunContext:
@@ -68,28 +74,44 @@ def _context(name: str, settings: SuiteSettings, prov: Provenance) -> RunContext
         work_dir=state_dir(settings.work_dir, name, prov.checkpoint_sha256, prov.config_hash),
         cache_dir=settings.work_dir / "feature_cache",
         device=settings.device, seed=settings.seed, num_workers=settings.num_workers,
-        num_gpus=settings.num_gpus,
+        num_gpus=settings.num_gpus, det_engine=settings.det_engine,
     )
+
+
+def provenance(name: str, spec: BenchmarkSpec, backbone: Backbone, settings: SuiteSettings,
+               config: Any = None) -> Provenance:
+    """Provenance of benchmark `name` run with `config` (default: its tiny or reference config)."""
+    config = spec.config_for(settings.tiny) if config is None else config
+    return Provenance(
+        model=settings.model, checkpoint_sha256=backbone.sha256, benchmark=name,
+        config_hash=config_hash(config), seed=settings.seed, git_sha=settings.git_sha,
+        pretrain_config=backbone.pretrain_config, world_size=world()[1],
+    )
+
+
+def record_status(name: str, spec: BenchmarkSpec, backbone: Backbone, settings: SuiteSettings,
+                  store: ResultStore, status: Status, reason: str, config: Any = None) -> Outcome:
+    """Record a benchmark decided before running (e.g. by the dataset preflight) as one status row
+    (rank 0 writes it)."""
+    if world()[0] == 0:
+        store.append([status_row(provenance(name, spec, backbone, settings, config), status, reason)])
+    return Outcome(name, status, 0, 0.0, reason)
 
 
 def run_one(name: str, spec: BenchmarkSpec, backbone: Backbone, settings: SuiteSettings,
             config: Any = None) -> list[ResultRow]:
     """Run one benchmark (with `config`, default: its tiny or reference config) into rows."""
     config = spec.config_for(settings.tiny) if config is None else config
-    prov = Provenance(
-        model=settings.model, checkpoint_sha256=backbone.sha256, benchmark=name,
-        config_hash=config_hash(config), seed=settings.seed, git_sha=settings.git_sha,
-        pretrain_config=backbone.pretrain_config, world_size=world()[1],
-    )
-    if spec.run is None:
-        return [status_row(prov, "skipped", f"not implemented yet: {spec.note}")]
+    prov = provenance(name, spec, backbone, settings, config)
     torch.manual_seed(settings.seed)
     try:
         measurements = spec.run(backbone, settings.data_root, config, _context(name, settings, prov))
     except DatasetMissingError as err:
         return [status_row(prov, "skipped", str(err))]
     except Exception as err:  # noqa: BLE001 - a failed benchmark is a row; the run goes on
-        LOG.error("benchmark %s failed:\n%s", name, traceback.format_exc())
+        first = next(iter(str(err).splitlines()), "")
+        LOG.error("benchmark %s failed: %s: %s", name, type(err).__name__, first)
+        LOG.debug("traceback of benchmark %s:\n%s", name, traceback.format_exc())  # log file, --verbose
         return [status_row(prov, "failed", f"{type(err).__name__}: {err}")]
     if not measurements:
         return [status_row(prov, "failed", "the evaluator returned no measurements")]
@@ -127,7 +149,3 @@ def format_summary(outcomes: Sequence[Outcome]) -> str:
         reason = (o.reason or "").splitlines()[0][:100] if o.reason else ""
         lines.append(f"{o.benchmark:<{width}}  {o.status:<7} {o.rows:>5}  {o.seconds:7.1f}  {reason}")
     return "\n".join(lines)
-
-
-def as_dict(outcome: Outcome) -> dict[str, object]:
-    return dataclasses.asdict(outcome)

@@ -61,7 +61,8 @@ def build_launcher(args: argparse.Namespace, ckpt: Path, data_root: Path, backbo
         checkpoint_sha256=backbone.sha256, tiny=settings.tiny, seed=settings.seed,
         device=str(settings.device),
         git_sha=settings.git_sha, num_workers=settings.num_workers, overrides=tuple(args.set),
-        forced=frozenset(forced_names(args.force)),
+        forced=frozenset(forced_names(args.force)), ckpt_format=args.ckpt_format,
+        ckpt_key=args.ckpt_key, det_engine=settings.det_engine,
     )
     if args.launcher == "local":
         if args.gpus < 1:

@@ -15,12 +15,11 @@ from pathlib import Path
 import numpy as np
 import torchvision.transforms as T
 
-from dcbench.backbone import Backbone
+from dcbench.backbone import IMAGENET_MEAN, IMAGENET_STD, Backbone
 from dcbench.context import RunContext
 from dcbench.datasets.common import ImageListDataset
 from dcbench.datasets.voc import VOC_CLASSES, MultiLabelList, read_voc_cls
 from dcbench.features import FeatureKey, extract_features, fingerprint
-from evaluators.classification.train_utils import IMAGENET_MEAN, IMAGENET_STD
 
 TRANSFORM_SOURCE = "MMSelfSup 1.x configs/benchmarks/classification/svm_voc07.py (extract_pipeline)"
 

@@ -7,14 +7,20 @@ class and cost (same SVM and costs as voc07_svm) is trained on that class's k po
 (C-1)k negatives of VOC07 trainval; every SVM is scored on all of VOC07 test (VOC AP, difficult
 ignored); mAP over classes per (sample, k, cost); mean over the samples.
 
-Two rows per layer and k:
+Per layer and k, two variants, each the mean over the samples (metric `mAP`) and, as
+aggregate_low_shot_svm_stats.py logs them, the min / max / std (numpy's, ddof 0) over the samples
+at the same cost choice (metrics `mAP_min`, `mAP_max`, `mAP_std`):
 - `reference`: the cost whose sample-mean TEST mAP is highest (aggregate_low_shot_svm_stats.py:
   argmax over costs of the mean) -- the cost is selected on the test set, as the reference does;
 - `clean`: each sample picks its own cost by stratified cross-validation inside its training
   images (min(3, k) folds, sklearn AP, mean over classes; one cost per sample as the reference
   uses one cost per k), then its test mAP at that cost; mean over samples. Not defined for k=1
   (one positive cannot be split), so k=1 has no `clean` row.
-A PNG of mAP against k (every layer, both variants) is written to the work folder.
+Every layer is evaluated; the tables show the full SVM's best layer at every k (the page's one
+Best Layer column) and the best layer per k as a labelled extra row (reports.tables).
+The evaluator writes rows and per-layer details only; the PNG of mAP against k (every layer, both
+variants) is drawn from the rows by `reports.plots.lowshot_layers_plot` (run_all writes it into
+this benchmark's work folder).
 
 Speed: the trainval Gram matrix is split once per layer (`Kernel.build`: float64 top eigenpairs +
 float32 remainder); every (sample, class) training set restricts that split (`Kernel.restrict`,
@@ -51,19 +57,19 @@ from evaluators.svm.common import (
 )
 from evaluators.svm.data import TRANSFORM_SOURCE, load_voc07_features
 from evaluators.svm.linalg import Kernel
-from evaluators.svm.plot import plot_lowshot
+from evaluators.svm.reference import LOWSHOT_K_VALUES
 from evaluators.svm.samples import SOURCE as SAMPLES_SOURCE
 from evaluators.svm.samples import LowShotSamples, load_or_draw
 from evaluators.svm.solver import SolverSettings, solve_path
 
-LOG = logging.getLogger("deepcluster_bench")
+LOG = logging.getLogger(__name__)
 SAMPLES_FILE = "voc07_lowshot_samples.json"
 
 
 @dataclass(frozen=True)
 class Config:
     layers: tuple[str, ...] = LAYERS
-    k_values: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 96)
+    k_values: tuple[int, ...] = LOWSHOT_K_VALUES
     num_samples: int = 5
     sample_seed: int = 0
     costs: tuple[float, ...] = REFERENCE_COSTS
@@ -173,30 +179,61 @@ def evaluate_layer(train: np.ndarray, test: np.ndarray, test_labels: np.ndarray,
             for k in samples.k_values}
 
 
-def summarize(result: KResult) -> tuple[float, float | None]:
-    """(reference, clean) mAP in percent for one k."""
-    reference = float(result.test_map.mean(0).max() * 100.0)
+STATS = (("mAP", np.mean), ("mAP_min", np.min), ("mAP_max", np.max), ("mAP_std", np.std))
+STATS_SOURCE = (
+    "fair_self_supervision_benchmark tools/svm/aggregate_low_shot_svm_stats.py: mean / min / max / std "
+    "(np.std, ddof 0) over the samples, at the cost of the highest mean"
+)
+
+
+def per_sample(result: KResult) -> tuple[np.ndarray, np.ndarray | None]:
+    """(reference, clean) test mAP in percent of every sample, at each variant's cost choice."""
+    reference = result.test_map[:, int(result.test_map.mean(0).argmax())] * 100.0
     if result.cv_map is None:
         return reference, None
     chosen = result.cv_map.argmax(1)  # per sample, first best in the reference cost order
-    clean = float(result.test_map[np.arange(len(chosen)), chosen].mean() * 100.0)
-    return reference, clean
+    return reference, result.test_map[np.arange(len(chosen)), chosen] * 100.0
+
+
+def sample_stats(values: np.ndarray) -> dict[str, float]:
+    """metric -> value: the mean, min, max and std over the samples (STATS_SOURCE)."""
+    return {metric: float(fn(values)) for metric, fn in STATS}
+
+
+def summarize(result: KResult) -> tuple[float, float | None]:
+    """(reference, clean) mAP in percent for one k: the mean over the samples."""
+    reference, clean = per_sample(result)
+    return float(reference.mean()), None if clean is None else float(clean.mean())
 
 
 def _details(layer: str, results: dict[int, KResult], samples: LowShotSamples, config: Config) -> str:
     skipped = {str(k): why for k, why in samples.skipped.items()}
-    out: dict = {"layer": layer, "costs": list(config.costs), "skipped_k": skipped, "config": to_dict(config)}
+    out: dict = {"layer": layer, "costs": list(config.costs), "skipped_k": skipped, "config": to_dict(config),
+                 "statistics": STATS_SOURCE}
     out["k"] = {}
     for k, r in results.items():
-        ref, clean = summarize(r)
+        ref, clean = per_sample(r)
         out["k"][str(k)] = {
-            "reference_mAP": ref, "clean_mAP": clean, "solver_passes": r.passes,
+            "reference": sample_stats(ref), "clean": None if clean is None else sample_stats(clean),
+            "reference_mAP_per_sample": ref.tolist(),
+            "clean_mAP_per_sample": None if clean is None else clean.tolist(), "solver_passes": r.passes,
             "test_map_per_sample_cost": r.test_map.tolist(),
             "reference_cost": config.costs[int(r.test_map.mean(0).argmax())],
             "clean_cost_per_sample": None if r.cv_map is None else
             [config.costs[int(i)] for i in r.cv_map.argmax(1)],
         }
     return json.dumps(out, indent=1) + "\n"
+
+
+def measurements(layer: str, k: int, result: KResult) -> list[Measurement]:
+    """The rows of one (layer, k): per variant the mean, min, max and std over the samples."""
+    rows = []
+    for variant, values in zip(("reference", "clean"), per_sample(result), strict=True):
+        if values is None:
+            continue
+        rows += [Measurement(dataset="voc07", metric=metric, value=value, layer=layer, k=k, variant=variant)
+                 for metric, value in sample_stats(values).items()]
+    return rows
 
 
 def run(backbone: Backbone, data_root: Path, config: Config, ctx: RunContext) -> list[Measurement]:
@@ -208,26 +245,13 @@ def run(backbone: Backbone, data_root: Path, config: Config, ctx: RunContext) ->
     if not samples.k_values:
         raise ValueError(f"no low-shot k in {config.k_values} can be drawn from this VOC07 trainval: "
                          + "; ".join(f"k={k}: {why}" for k, why in samples.skipped.items()))
-    rows, curves = [], {}
+    rows = []
     for layer in config.layers:
         results = evaluate_layer(feats.train[layer], feats.test[layer], feats.test_labels, samples, config)
         details = _details(layer, results, samples, config)
         atomic_write_text(ctx.work_dir / f"voc07_lowshot_{layer}.json", details)
-        curves[layer] = {k: summarize(r) for k, r in results.items()}
-        for k, (ref, clean) in curves[layer].items():
+        for k, result in results.items():
+            ref, clean = summarize(result)
             LOG.info("voc07_lowshot %s k=%d: reference %.2f clean %s", layer, k, ref, clean)
-            rows.append(Measurement(dataset="voc07", metric="mAP", value=ref, layer=layer, k=k,
-                                    variant="reference"))
-            if clean is not None:
-                rows.append(Measurement(dataset="voc07", metric="mAP", value=clean, layer=layer, k=k,
-                                        variant="clean"))
-    plot_lowshot(curves, ctx.work_dir / "voc07_lowshot_map_vs_k.png")
+            rows += measurements(layer, k, result)
     return rows
-
-
-if __name__ == "__main__":  # `python -m evaluators.svm.lowshot` / torchrun: the shared job CLI
-    import sys
-
-    from evaluators.suite.cli import main
-
-    sys.exit(main(sys.argv[1:], benchmarks=("voc07_lowshot",)))

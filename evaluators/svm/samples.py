@@ -25,7 +25,7 @@ import numpy as np
 from dcbench.features import fingerprint
 from dcbench.fileio import atomic_write_text
 
-LOG = logging.getLogger("deepcluster_bench")
+LOG = logging.getLogger(__name__)
 FORMAT = "deepcluster-bench/voc07-lowshot-samples/v1"
 SOURCE = "fair_self_supervision_benchmark extra_scripts/create_voc_low_shot_challenge_samples.py"
 

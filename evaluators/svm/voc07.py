@@ -45,7 +45,7 @@ from evaluators.svm.common import (
 from evaluators.svm.data import TRANSFORM_SOURCE, load_voc07_features
 from evaluators.svm.solver import SolverSettings, solve_path
 
-LOG = logging.getLogger("deepcluster_bench")
+LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -150,11 +150,3 @@ def run(backbone: Backbone, data_root: Path, config: Config, ctx: RunContext) ->
         _write_details(ctx, layer, result, config)
         rows.append(Measurement(dataset="voc07", metric="mAP", value=result.map, layer=layer))
     return rows
-
-
-if __name__ == "__main__":  # `python -m evaluators.svm.voc07` / torchrun: the shared job CLI
-    import sys
-
-    from evaluators.suite.cli import main
-
-    sys.exit(main(sys.argv[1:], benchmarks=("voc07_svm",)))

@@ -11,8 +11,11 @@ import torchvision
 
 from adapters import CheckpointError, canonical_shapes, load_checkpoint
 from adapters.__main__ import main
-from adapters.load import PRETRAIN_FORMAT, RULES, Rule, convert_state, map_keys
-from dcbench.backbone import Sobel
+from adapters.convert import Converted
+from adapters.convert import convert_state as convert_with
+from adapters.formats import FORMATS, PRETRAIN_FORMAT
+from adapters.keys import Rule, map_keys
+from dcbench.backbone import Sobel, weights_sha256
 from dcbench.fileio import sha256_file
 
 State = dict[str, torch.Tensor]
@@ -29,6 +32,14 @@ def tv_state() -> State:
         else torch.randint(0, 1000, v.shape, generator=gen)
         for k, v in state.items()
     }
+
+
+def rules_of(fmt: str) -> tuple[Rule, ...]:
+    return FORMATS[fmt].networks[FORMATS[fmt].default_network]
+
+
+def convert_state(state: Mapping[str, object], fmt: str) -> Converted:
+    return convert_with(state, rules_of(fmt), fmt)
 
 
 def trunk(state: State, sobel: bool) -> State:
@@ -122,7 +133,8 @@ def test_round_trip_gives_identical_canonical_tensors(
     assert list(bb.state_dict) == list(canonical_shapes(sobel))
     assert len(bb.state_dict) == 318
     assert all(torch.equal(bb.state_dict[k], expected[k]) for k in expected)
-    assert (bb.sobel, bb.source_format, bb.sha256) == (sobel, fmt, sha256_file(path))
+    assert (bb.sobel, bb.source_format, bb.file_sha256) == (sobel, fmt, sha256_file(path))
+    assert bb.sha256 == weights_sha256(expected) and bb.sobel_filter is None
     assert bb.pretrain_config == ("deepcluster_r50_tiny" if fmt == PRETRAIN_FORMAT else None)
     if name == "mmselfsup1-sobel":
         bb.build_resnet()  # loads strictly
@@ -135,7 +147,7 @@ def test_every_source_key_is_mapped_or_dropped_by_a_named_rule(
     obj = build(tv_state, sobel)
     assert isinstance(obj, Mapping)
     state = obj.get("backbone", obj.get("state_dict", obj))
-    keymap = map_keys(state, RULES[fmt])
+    keymap = map_keys(state, rules_of(fmt))
     assert not keymap.unmatched and not keymap.collisions
     assert set(keymap.mapped) | set(keymap.dropped) == set(state)
     assert sorted(keymap.mapped.values()) == sorted(canonical_shapes(sobel))
@@ -187,17 +199,56 @@ def test_sobel_layer_must_be_the_fixed_filter(tv_state: State) -> None:
     good = {f"backbone.{k}": v for k, v in trunk(tv_state, True).items()} | sobel_layer("sobel_layer.")
     convert_state(good, "mmselfsup")
     expect_error(good | {"sobel_layer.sobel.1.bias": torch.ones(2)}, "mmselfsup",
-                 "not the fixed grayscale+Sobel filter")
+                 "not the fixed grayscale+Sobel filter", "never re-initialises it")
     rgb = {f"backbone.{k}": v for k, v in trunk(tv_state, False).items()} | sobel_layer("sobel_layer.")
     expect_error(rgb, "mmselfsup", "Sobel layer", "3-channel conv1")
 
 
-def test_collision_is_an_error(tv_state: State, monkeypatch: pytest.MonkeyPatch) -> None:
-    aliased = (*RULES["torchvision"], Rule("alias of layer1", "alias.", "layer1."))
-    monkeypatch.setitem(RULES, "aliased", aliased)  # type: ignore[arg-type]
+def test_collision_is_an_error(tv_state: State) -> None:
+    aliased = (*rules_of("torchvision"), Rule("alias of layer1", "alias.", "layer1."))
     state = tv_state | {"alias.0.conv1.weight": tv_state["layer1.0.conv1.weight"]}
-    expect_error(state, "aliased", "maps several keys onto one name",
-                 "layer1.0.conv1.weight <- ['layer1.0.conv1.weight', 'alias.0.conv1.weight']")
+    with pytest.raises(CheckpointError) as info:
+        convert_with(state, aliased, "aliased")
+    assert "maps several keys onto one name" in str(info.value)
+    assert "layer1.0.conv1.weight <- ['layer1.0.conv1.weight', 'alias.0.conv1.weight']" in str(info.value)
+
+
+def test_every_kind_of_key_mismatch_is_reported_at_once(tv_state: State) -> None:
+    """An extra key no longer hides the missing key and the wrong shape behind it (issue 18)."""
+    state = {k: v for k, v in tv_state.items() if k not in ("layer3.2.bn2.running_var", "bn1.bias")}
+    state |= {"layer5.0.conv1.weight": torch.zeros(1), "layer1.0.conv4.weight": torch.zeros(1),
+              "layer2.0.conv1.weight": torch.zeros(128, 256, 1, 2),
+              "bn1.num_batches_tracked": torch.tensor(1.0)}
+    with pytest.raises(CheckpointError) as info:
+        convert_state(state, "torchvision")
+    message = str(info.value)
+    for fragment in ("1 key(s) that no rule accounts for ['layer5.0.conv1.weight']",
+                     "missing 2 key(s)", "'layer3.2.bn2.running_var'", "'bn1.bias'",
+                     "unexpected 1 key(s) ['layer1.0.conv4.weight']",
+                     "wrong shape for 1 key(s)", "layer2.0.conv1.weight: expected [128, 256, 1, 1]",
+                     "wrong dtype", "'bn1.num_batches_tracked'"):
+        assert fragment in message
+
+
+def test_long_key_lists_show_the_first_few_and_a_count(tv_state: State) -> None:
+    state = {k: v for k, v in tv_state.items() if not k.startswith("layer4.")}
+    with pytest.raises(CheckpointError) as info:
+        convert_state(state, "torchvision")
+    missing = [k for k in tv_state if k.startswith("layer4.")]
+    assert f"missing {len(missing)} key(s)" in str(info.value)
+    assert f"... and {len(missing) - 8} more" in str(info.value)
+
+
+def test_same_weights_get_the_same_id_whatever_else_the_file_holds(tv_state: State, tmp_path: Path) -> None:
+    """Issue 18: RNG state, epoch or optimiser in the file change its hash, not the checkpoint id."""
+    one = pretrain_ckpt(tv_state, False)
+    two = one | {"epoch": 4, "rng": {"torch": torch.ByteTensor(list(range(7)))}}
+    a, b = load_checkpoint(save(one, tmp_path / "a.pth")), load_checkpoint(save(two, tmp_path / "b.pth"))
+    c = load_checkpoint(save(trunk(tv_state, False), tmp_path / "c.pth"))  # same tensors, other format
+    assert a.file_sha256 != b.file_sha256 != c.file_sha256
+    assert a.sha256 == b.sha256 == c.sha256 == weights_sha256(trunk(tv_state, False))
+    changed = one | {"backbone": trunk(tv_state, False) | {"bn1.bias": tv_state["bn1.bias"] + 1e-3}}
+    assert load_checkpoint(save(changed, tmp_path / "d.pth")).sha256 != a.sha256
 
 
 @pytest.mark.parametrize(
@@ -240,8 +291,10 @@ def test_pickle_needing_weights_only_false(tmp_path: Path) -> None:
     [
         ({"a": 1, "b": "text", "c": [1, 2]}, "not a recognised ResNet-50 checkpoint"),
         (torch.zeros(3), "holds a Tensor, expected a dict"),
-        ({"state_dict": {"x.weight": torch.zeros(1)}}, "holds no ResNet-50 weights in a known layout"),
-        ({"state_dict": [1, 2]}, "'state_dict' is a list"),
+        ({"state_dict": {"x.weight": torch.zeros(1)}},
+         r"closest 'mmselfsup' \(under 'state_dict'\): 0 of 318 canonical keys matched; "
+         r"unmatched keys \['x.weight'\]"),
+        ({"state_dict": [1, 2]}, "'state_dict' is a list, expected a dict of named tensors"),
         ({"format": "deepcluster-bench/pretrain/v9"}, "unsupported checkpoint format"),
     ],
     ids=["dict-of-non-tensors", "tensor", "unknown-keys", "state-dict-list", "format-version"],

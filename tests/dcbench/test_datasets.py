@@ -12,6 +12,7 @@ import torch
 
 from dcbench.datasets import (
     VOC_CLASSES,
+    DatasetIncompleteError,
     DatasetMissingError,
     ImageListDataset,
     coco_paths,
@@ -206,7 +207,73 @@ def test_missing_dataset_names_the_layout(tmp_path: Path, name: str) -> None:
 def test_missing_single_file_is_named(root: Path, tmp_path: Path) -> None:
     voc = shutil.copytree(root / "VOCdevkit" / "VOC2007", tmp_path / "VOC2007")
     (voc / "Annotations" / "000042.xml").unlink()
-    with pytest.raises(DatasetMissingError, match="000042.xml") as info:
-        split = "trainval" if "000042" in (voc / "ImageSets/Main/trainval.txt").read_text() else "test"
+    split = "trainval" if "000042" in (voc / "ImageSets/Main/trainval.txt").read_text() else "test"
+    with pytest.raises(DatasetIncompleteError, match="000042.xml") as info:
         read_voc_det(voc, split)
-    assert "Annotations/<id>.xml" in str(info.value)
+    assert "is incomplete: 1 of" in str(info.value) and not isinstance(info.value, FileNotFoundError)
+
+
+XML = """<annotation>
+  <size><width>64</width><height>48</height></size>
+  <object>
+    <name>dog</name>
+    <bndbox><xmin>5</xmin><ymin>6</ymin><xmax>30</xmax><ymax>40</ymax></bndbox>
+  </object>
+  <object>
+    <name>cat</name>
+    <difficult>0</difficult>
+    <bndbox>
+      <xmin>{xmin}</xmin>
+      <ymin>2</ymin>
+      <xmax>{xmax}</xmax>
+      <ymax>9</ymax>
+    </bndbox>
+  </object>
+</annotation>
+"""
+
+
+def _fake_voc(tmp_path: Path, ids: tuple[str, ...] = ("a", "b")) -> Path:
+    voc = tmp_path / "VOC2007"
+    for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        (voc / sub).mkdir(parents=True)
+    (voc / "ImageSets/Main/trainval.txt").write_text("".join(f"{i}\n" for i in ids))
+    for i in ids:
+        (voc / "JPEGImages" / f"{i}.jpg").write_bytes(b"")
+        (voc / "Annotations" / f"{i}.xml").write_text(XML.format(xmin=3, xmax=20))
+    return voc
+
+
+@pytest.mark.parametrize(("xmin", "xmax", "words"), [
+    ("5a", "20", ["b.xml line 11", "object 2 <xmin>", "'5a', not a number"]),
+    ("30", "20", ["b.xml line 13", "object 2 <xmax>", "20 < xmin 30", "inverted box"]),
+    ("3", "20</xmin>", ["b.xml line 13, column", "not well-formed XML"]),
+])
+def test_malformed_annotation_names_file_line_and_field(tmp_path: Path, xmin: str, xmax: str,
+                                                        words: list[str]) -> None:
+    voc = _fake_voc(tmp_path)
+    assert [r.boxes.tolist() for r in read_voc_det(voc, "trainval")][0] == [[5, 6, 30, 40], [3, 2, 20, 9]]
+    (voc / "Annotations" / "b.xml").write_text(XML.format(xmin=xmin, xmax=xmax))
+    with pytest.raises(DatasetIncompleteError) as info:
+        read_voc_det(voc, "trainval")
+    message = str(info.value)
+    assert "VOC2007 is incomplete: 1 of 2 annotation(s) malformed" in message
+    assert all(w in message for w in words), message
+
+
+def test_every_missing_listed_image_is_counted(tmp_path: Path) -> None:
+    voc = _fake_voc(tmp_path, ids=tuple(f"{i:03d}" for i in range(8)))
+    for i in range(7):
+        (voc / "JPEGImages" / f"{i:03d}.jpg").unlink()
+    with pytest.raises(DatasetIncompleteError) as info:
+        read_voc_det(voc, "trainval")
+    assert "7 of 8 listed image(s) / annotation(s) missing" in str(info.value)
+    assert "000.jpg" in str(info.value) and "and 2 more" in str(info.value)
+
+
+def test_empty_imagenet_class_folder_is_an_error(tmp_path: Path) -> None:
+    root = _fake_imagenet(tmp_path, "n01_7.JPEG\n")
+    (root / "train" / "n03").mkdir()
+    with pytest.raises(DatasetIncompleteError, match="without images") as info:
+        read_imagenet(root, "train")
+    assert str(root / "train" / "n03") in str(info.value)

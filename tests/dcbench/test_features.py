@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,6 +14,7 @@ from torch.utils.data import Dataset
 
 from dcbench.backbone import FeatureTaps, build_resnet50
 from dcbench.features import FeatureKey, extract_features, fingerprint
+from dcbench.fileio import tmp_name
 
 
 class _Images(Dataset):
@@ -110,3 +114,14 @@ def test_real_feature_taps(tmp_path: Path) -> None:
 def test_key_components_must_be_plain_names() -> None:
     with pytest.raises(ValueError, match="file-name component"):
         FeatureKey("f" * 64, "voc/07", "train", "id")
+
+
+def test_temporary_files_of_a_killed_run_are_swept(tmp_path: Path) -> None:
+    folder = KEY.path(tmp_path, "a").parent
+    folder.mkdir(parents=True)
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()  # a pid no live process owns
+    leftover = folder / tmp_name("a__id8.npy").replace(f".{os.getpid()}.", f".{proc.pid}.")
+    leftover.write_bytes(b"half an array")
+    extract_features(_Taps(), _Images(4), ["a"], tmp_path, KEY, torch.device("cpu"), progress=False)
+    assert not leftover.exists() and not list(tmp_path.rglob("*.tmp"))

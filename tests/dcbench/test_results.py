@@ -1,6 +1,12 @@
 from __future__ import annotations
 
+import errno
 import json
+import logging
+import multiprocessing
+import os
+
+import pytest
 
 from dcbench.results import (
     COLUMNS,
@@ -40,3 +46,59 @@ def test_latest_ok_keeps_newest_per_key(tmp_path) -> None:
     store.append(old)
     latest = latest_ok(store.read())
     assert len(latest) == 1 and latest.loc[0, "value"] == 2.0
+
+
+def _row(value: float) -> list:
+    return rows_from_measurements(PROV, [Measurement("voc07", "mAP", value, layer="feature5")])
+
+
+def test_torn_last_line_is_reported_ignored_and_never_glued(tmp_path, caplog) -> None:
+    store = ResultStore(tmp_path / "r.jsonl")
+    store.append(_row(1.0))
+    with open(store.path, "ab") as fh:
+        fh.write(b'{"model": "m", "status": "o')  # a writer killed mid-row
+    with caplog.at_level(logging.WARNING, logger="deepcluster_bench"):
+        assert len(store.read()) == 1
+        assert "line(s) 2 are not whole JSON rows" in caplog.text
+        store.append(_row(2.0))
+    scan = store.scan()
+    assert [r["value"] for r in scan.records] == [1.0, 2.0] and scan.bad_lines == [2]
+
+
+def test_a_failed_write_leaves_no_half_row(tmp_path, monkeypatch) -> None:
+    store = ResultStore(tmp_path / "r.jsonl")
+    store.append(_row(1.0))
+    before = store.path.read_bytes()
+    real_write = os.write
+
+    def full_disk(fd: int, data) -> int:
+        real_write(fd, bytes(data[:10]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        store.append(_row(2.0))
+    monkeypatch.undo()
+    assert store.path.read_bytes() == before
+    store.append(_row(3.0))
+    assert [r["value"] for r in store.scan().records] == [1.0, 3.0]
+
+
+def _append_many(path: str, worker: int) -> None:
+    store = ResultStore(path)
+    for i in range(40):
+        store.append(_row(worker * 1000 + i) * 3)
+
+
+def test_parallel_appends_keep_every_row_whole(tmp_path) -> None:
+    path = tmp_path / "r.jsonl"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_append_many, args=(str(path), w)) for w in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    scan = ResultStore(path).scan()
+    assert scan.bad_lines == [] and len(scan.records) == 3 * 40 * 3
+    expected = sorted(w * 1000 + i for w in range(3) for i in range(40))
+    assert sorted({r["value"] for r in scan.records}) == expected

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +13,7 @@ import pytest
 import dcbench.tiny as tiny
 from dcbench.datasets.imagenet import read_imagenet
 from dcbench.datasets.voc import VOC_CLASSES, read_voc_cls
-from dcbench.fileio import sha256_file
+from dcbench.fileio import sha256_file, tmp_name
 from dcbench.tiny import MARKER, is_complete, make_tiny
 from dcbench.tiny.__main__ import main as tiny_main
 from evaluators.svm.samples import infeasible
@@ -115,3 +118,18 @@ def test_voc07_trainval_supports_every_low_shot_k(tree: Path) -> None:
     labels = read_voc_cls(tree / "VOCdevkit" / "VOC2007", "trainval").labels
     assert all(infeasible(labels, k, VOC_CLASSES) is None for k in (1, 2, 4, 8, 16, 32, 64, 96))
     assert len(read_voc_cls(tree / "VOCdevkit" / "VOC2007", "test").labels) == 100
+
+
+def test_temporary_folder_of_a_killed_maker_is_swept(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()  # a pid no live process owns
+    leftover = tmp_path / tmp_name("d").replace(f".{os.getpid()}.", f".{proc.pid}.")
+    (leftover / "imagenet").mkdir(parents=True)
+    make_tiny(tmp_path / "d", datasets=["places205"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+
+
+def test_a_larger_request_keeps_the_datasets_already_there(tmp_path: Path) -> None:
+    out = make_tiny(tmp_path / "d", datasets=["places205"])
+    make_tiny(out, datasets=["inat18"])
+    assert is_complete(out, 0, ["inat18", "places205"])

@@ -50,7 +50,7 @@ def test_two_process_gloo_run_agrees_across_ranks(tiny_root: Path, tmp_path: Pat
     torch.manual_seed(TINY.seed)
     model = DeepClusterModel(TINY.num_clusters, TINY.sobel)
     listing = read_train_list(tiny_root)
-    solo = D.DistInfo(0, 1, 0, torch.device("cpu"), False)
+    solo = D.DistInfo(0, 1, torch.device("cpu"))
     single = extract_features(model, TINY, Images(listing.paths, None), solo)
     labels = cluster_features(single, TINY.num_clusters, TINY.pca_dim, TINY.kmeans_iters,
                               derive_seed(TINY.seed, 0, SALT_KMEANS), TINY.kmeans_backend).labels
@@ -59,7 +59,7 @@ def test_two_process_gloo_run_agrees_across_ranks(tiny_root: Path, tmp_path: Pat
 
 @pytest.mark.parametrize(("num", "world"), [(10, 1), (10, 3), (7, 2)])
 def test_shard_then_gather_restores_order(num: int, world: int) -> None:
-    shards = [D.shard_indices(num, D.DistInfo(r, world, r, torch.device("cpu"), False)) for r in range(world)]
+    shards = [D.shard_indices(num, D.DistInfo(r, world, torch.device("cpu"))) for r in range(world)]
     assert len({len(s) for s in shards}) == 1
     assert set(np.concatenate(shards).tolist()) == set(range(num))
     full = np.empty((len(shards[0]) * world,), dtype=np.int64)
@@ -69,7 +69,7 @@ def test_shard_then_gather_restores_order(num: int, world: int) -> None:
 
 
 def test_single_process_helpers_are_identity() -> None:
-    info = D.DistInfo(0, 1, 0, torch.device("cpu"), False)
+    info = D.DistInfo(0, 1, torch.device("cpu"))
     x = torch.arange(12, dtype=torch.float32).reshape(6, 2)
     np.testing.assert_array_equal(D.gather_rows(x, 5, info), x.numpy()[:5])
     labels = np.array([1, 0, 2])

@@ -26,7 +26,7 @@ def test_recluster_assigns_saves_and_resets_head(tiny_root: Path, tmp_path: Path
     opt = build_optimizer(model, 0.1, 0.9, 0.0, 1e-5)
     opt.state[model.head.weight]["momentum_buffer"] = torch.ones_like(model.head.weight)
     model.train()
-    labels, record = recluster(model, opt, TINY, images, DistInfo(0, 1, 0, torch.device("cpu"), False),
+    labels, record = recluster(model, opt, TINY, images, DistInfo(0, 1, torch.device("cpu")),
                                epoch=3, previous=np.zeros(40, dtype=np.int64), work_dir=tmp_path)
     assert model.training  # extraction ran in eval mode and restored the mode
     assert labels.shape == (40,) and labels.dtype == np.int64

@@ -16,7 +16,7 @@ from dcbench.results import (
 )
 from reports.__main__ import main
 from reports.plots import lowshot_plot
-from reports.render import ReadmeError, begin_marker, check_readme, end_marker, render_readme
+from reports.render import ReadmeError, begin_marker, check_markers, check_readme, end_marker, render_readme
 from reports.tables import TABLE_IDS
 
 PROLOGUE = "# Project\n\nHand-written text, kept as is: <!-- not a marker -->\n"
@@ -33,7 +33,7 @@ def _bench(benchmark: str, measurements: list[Measurement], model: str = "dc",
 
 def sample_rows() -> list[ResultRow]:
     svm = [Measurement("voc07", "mAP", v, layer=f"feature{i}") for i, v in enumerate([40, 71.234, 60], 3)]
-    lowshot = [Measurement("voc07", "mAP", 20 + k / 10, layer="feature5", k=k, variant=variant)
+    lowshot = [Measurement("voc07", "mAP", 20 + k / 10, layer="feature4", k=k, variant=variant)
                for k in (1, 2, 4, 8) for variant in ("reference", "clean")]
     det = [Measurement("voc0712", m, v, variant="mean", engine="torchvision")
            for m, v in (("AP", 40.5), ("AP50", 60.5))]
@@ -69,7 +69,10 @@ def test_render_fills_every_block_and_keeps_the_rest(tmp_path: Path, store: Path
     for table_id in TABLE_IDS:
         block = text.split(begin_marker(table_id))[1].split(end_marker(table_id))[0]
         assert block.startswith("\n| Model")
-    assert "| dc      | deepcluster_resnet50_8xb64-steplr-200e_in1k | feature4   | 71.23 | 20.10 |" in text
+    dc_row = next(line for line in text.splitlines() if line.startswith("| dc "))
+    assert [c.strip() for c in dc_row.split("|")[1:6]] == [
+        "dc", "deepcluster_resnet50_8xb64-steplr-200e_in1k", "feature4", "71.23", "20.10"]
+    assert "| published " in text
     assert "40.50†" in text and "embedded torchvision detection engine" in text
     assert render_readme(store, readme) is False  # nothing left to change
     assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "results.jsonl"]  # no temp files
@@ -147,3 +150,33 @@ def test_lowshot_plot_writes_a_deterministic_png(tmp_path: Path, store: Path) ->
     with pytest.raises(ValueError, match="voc07_lowshot"):
         lowshot_plot(frame[frame["benchmark"] != "voc07_lowshot"], tmp_path / "c.png")
     assert not (tmp_path / "c.png").exists()
+
+
+def test_begin_without_end_names_file_and_line(
+    tmp_path: Path, store: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    readme = _marked_readme(tmp_path / "README.md")
+    text = readme.read_text(encoding="utf-8").replace(end_marker("det_coco") + "\n", "")
+    readme.write_text(text, encoding="utf-8")
+    before = readme.read_bytes()
+    line = text[:text.index(begin_marker("det_coco"))].count("\n") + 1
+    with pytest.raises(ReadmeError, match=f"README.md line {line}: .*has no matching"):
+        check_markers(readme, init=True)
+    assert main(["--results", str(store), "--readme", str(readme)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"line {line}" in err and "END det_coco" in err
+    assert readme.read_bytes() == before
+
+
+def test_torn_store_line_is_reported_and_ignored(
+    tmp_path: Path, store: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    readme = _marked_readme(tmp_path / "README.md")
+    assert main(["--results", str(store), "--readme", str(readme)]) == 0
+    clean = readme.read_bytes()
+    with open(store, "ab") as fh:
+        fh.write(b'{"model": "dc", "val')
+    assert main(["--results", str(store), "--readme", str(readme), "--check"]) == 0
+    err = capsys.readouterr().err
+    assert "not whole JSON rows" in err and "Traceback" not in err
+    assert readme.read_bytes() == clean

@@ -8,7 +8,7 @@ import torch
 from dcbench.backbone import Backbone, build_resnet50
 from dcbench.config import replace
 from evaluators.classification import avgpool as linear_avgpool
-from evaluators.classification import linear
+from evaluators.classification import linear, loop
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +48,42 @@ def test_tiny_run_gives_avgpool_rows(backbone, cls_data_root, tmp_path, name, ma
     cfg = linear_avgpool.TINY_CONFIGS[name]
     rows = linear_avgpool.run(backbone, cls_data_root, cfg, make_ctx(tmp_path))  # a Sobel backbone, too
     assert [(r.dataset, r.layer, r.metric) for r in rows] == [
-        (cfg.dataset, "avgpool", "top1"), (cfg.dataset, "avgpool", "top5")]
-    assert all(math.isfinite(r.value) and 0.0 <= r.value <= 100.0 for r in rows)
-    assert rows[1].value >= rows[0].value
+        (cfg.dataset, "avgpool", m) for m in ("top1", "top5", "top1_best_epoch", "best_epoch")]
+    values = {r.metric: r.value for r in rows}
+    assert all(math.isfinite(v) and 0.0 <= v <= 100.0 for v in values.values())
+    assert values["top5"] >= values["top1"] and values["top1_best_epoch"] >= values["top1"]
+    assert values["best_epoch"] in range(1, cfg.epochs + 1)
+
+
+def test_last_and_best_epoch_are_distinct_rows(
+    backbone, cls_data_root, tmp_path, monkeypatch, make_ctx
+) -> None:
+    """Val after every epoch (OpenSelfSup r50_last: best over epochs); the last epoch is kept apart."""
+    cfg = replace(linear_avgpool.TINY, epochs=3, milestones=(2,))
+    assert cfg.val_every_epoch and not linear.CONFIGS["linear_imagenet"].val_every_epoch
+    per_epoch = iter([30.0, 55.0, 40.0])
+    calls: list[int] = []
+
+    def fake_evaluate(model, logits_of, names, loader, dist, progress, desc):
+        calls.append(1)
+        top1 = next(per_epoch)
+        return {name: {"top1": top1, "top5": top1 + 10} for name in names}
+
+    monkeypatch.setattr(loop, "evaluate", fake_evaluate)  # the shared loop's val, as fit_probe calls it
+    rows = {r.metric: r.value for r in linear_avgpool.run(backbone, cls_data_root, cfg, make_ctx(tmp_path))}
+    assert len(calls) == 3  # once per epoch; the last epoch's evaluation is not repeated
+    assert (rows["top1"], rows["top5"]) == (40.0, 50.0)  # last epoch
+    assert (rows["top1_best_epoch"], rows["best_epoch"]) == (55.0, 2.0)
+    again = {r.metric: r.value for r in linear_avgpool.run(backbone, cls_data_root, cfg, make_ctx(tmp_path))}
+    assert again == rows and len(calls) == 3  # finished state: reused
+
+
+def test_best_epoch_takes_the_first_of_ties() -> None:
+    history = [{"avgpool": {"top1": v, "top5": 0.0}} for v in (10.0, 20.0, 20.0, 5.0)]
+    best = linear.with_best_epoch(history[-1], history)["avgpool"]
+    assert (best["top1"], best["top1_best_epoch"], best["best_epoch"]) == (5.0, 20.0, 2.0)
+    with pytest.raises(ValueError, match="no per-epoch"):
+        linear.with_best_epoch(history[-1], [])
 
 
 def test_only_the_avgpool_tap_is_accepted(backbone, tmp_path, make_ctx) -> None:

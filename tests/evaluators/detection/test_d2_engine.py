@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from dcbench.config import replace
 from dcbench.context import RunContext
 from evaluators.detection import coco, voc0712
-from evaluators.detection.d2_engine import build_cfg_dict, parse_d2_results, plain
+from evaluators.detection.d2_engine import build_cfg_dict, parse_d2_results
 
 DATA = Path(__file__).parent / "data"
 # Types of detectron2's defaults (detectron2/config/defaults.py) for the keys we set: yacs refuses
@@ -114,7 +113,7 @@ def _cfg(config, **kw) -> dict:
 
 
 def test_voc_cfg_is_mocos_pascal_voc_r50_c4_24k() -> None:
-    flat = _flat(_cfg(voc0712.Config()))
+    flat = _flat(_cfg(voc0712.Config().detectron2))
     assert flat["MODEL.ROI_HEADS.NAME"] == "Res5ROIHeadsExtraNorm"
     assert flat["MODEL.RESNETS.NORM"] == "SyncBN" and flat["MODEL.BACKBONE.FREEZE_AT"] == 0
     assert flat["MODEL.RESNETS.STRIDE_IN_1X1"] is False and flat["MODEL.MASK_ON"] is False
@@ -141,7 +140,7 @@ def test_voc_cfg_is_mocos_pascal_voc_r50_c4_24k() -> None:
 
 
 def test_coco_cfg_is_mask_rcnn_r50_fpn_1x_with_syncbn() -> None:
-    flat = _flat(_cfg(coco.Config(), num_classes=80))
+    flat = _flat(_cfg(coco.Config().detectron2, num_classes=80))
     assert flat["MODEL.BACKBONE.NAME"] == "build_resnet_fpn_backbone" and flat["MODEL.MASK_ON"] is True
     assert flat["MODEL.RESNETS.NORM"] == "SyncBN" and flat["MODEL.FPN.NORM"] == "SyncBN"
     assert flat["MODEL.ROI_HEADS.NAME"] == "StandardROIHeads" and flat["MODEL.ROI_HEADS.NUM_CLASSES"] == 80
@@ -153,7 +152,8 @@ def test_coco_cfg_is_mask_rcnn_r50_fpn_1x_with_syncbn() -> None:
     assert flat["MODEL.PIXEL_MEAN"] == [123.675, 116.28, 103.53] and flat["INPUT.FORMAT"] == "RGB"
 
 
-@pytest.mark.parametrize("config", [voc0712.Config(), coco.Config(), voc0712.TINY, coco.TINY])
+@pytest.mark.parametrize("config", [voc0712.Config().detectron2, coco.Config().detectron2,
+                                    voc0712.TINY.detectron2, coco.TINY.detectron2])
 def test_cfg_values_have_detectron2s_types(config) -> None:
     flat = _flat(_cfg(config))
     assert set(flat) <= set(D2_DEFAULT_TYPES), sorted(set(flat) - set(D2_DEFAULT_TYPES))
@@ -181,13 +181,13 @@ def test_parse_rejects_missing_and_nan() -> None:
         parse_d2_results({"bbox": {"AP": float("nan"), "AP50": 2.0, "AP75": 3.0}}, "voc")
 
 
-def test_plain_makes_evaluator_output_json_ready() -> None:
-    from collections import OrderedDict
-
-    import numpy as np
-
-    got = plain(OrderedDict(bbox={"AP": np.float64(1.5), "AP50": np.float32(2.0)}))
-    assert got == {"bbox": {"AP": 1.5, "AP50": 2.0}} and json.dumps(got)
+def test_sobel_backbones_run_on_our_registered_sobel_stem_backbones() -> None:
+    for config, name in ((voc0712.Config().detectron2, "build_sobel_resnet_backbone"),
+                         (coco.Config().detectron2, "build_sobel_resnet_fpn_backbone")):
+        plain, sobel = (_flat(_cfg(config, sobel=s)) for s in (False, True))
+        assert sobel.pop("MODEL.BACKBONE.NAME") == name
+        assert plain.pop("MODEL.BACKBONE.NAME") in ("build_resnet_backbone", "build_resnet_fpn_backbone")
+        assert sobel == plain
 
 
 # ---- with detectron2 installed -------------------------------------------------------------------
@@ -195,10 +195,10 @@ def test_plain_makes_evaluator_output_json_ready() -> None:
 
 def test_cfg_merges_into_detectron2s_defaults() -> None:
     pytest.importorskip("detectron2")
-    from evaluators.detection.d2_engine import D2Job
+    from evaluators.detection.d2_job import D2Job
     from evaluators.detection.d2_worker import build_cfg
 
-    for config in (voc0712.Config(), coco.Config()):
+    for config in (voc0712.Config().detectron2, coco.Config().detectron2):
         cfg = build_cfg(D2Job(cfg=_cfg(config), datasets=(), results_path="/r.json", num_gpus=1))
         for key, value in _flat(_cfg(config)).items():
             node = cfg
@@ -212,12 +212,14 @@ def test_detectron2_builds_the_extra_norm_c4_model_and_registers_our_data(det_da
     from detectron2.data import DatasetCatalog, MetadataCatalog
     from detectron2.modeling import build_model
 
-    from evaluators.detection.d2_engine import D2Dataset, D2Job
-    from evaluators.detection.d2_worker import build_cfg, register_dataset, register_extra_norm_head
+    from evaluators.detection.d2_job import D2Dataset, D2Job
+    from evaluators.detection.d2_modules import register
+    from evaluators.detection.d2_worker import build_cfg, register_dataset
 
-    register_extra_norm_head()
-    register_extra_norm_head()  # idempotent
-    cfg = build_cfg(D2Job(cfg=_cfg(voc0712.TINY, device="cpu"), datasets=(), results_path="/r", num_gpus=1))
+    register()
+    register()  # idempotent
+    job = D2Job(cfg=_cfg(voc0712.TINY.detectron2, device="cpu"), datasets=(), results_path="/r", num_gpus=1)
+    cfg = build_cfg(job)
     model = build_model(cfg)
     assert type(model.roi_heads).__name__ == "Res5ROIHeadsExtraNorm"
     assert isinstance(model.roi_heads.res5.norm, torch.nn.Module)
@@ -237,8 +239,43 @@ def test_detectron2_engine_runs_the_tiny_protocol(det_data_root, backbone, tmp_p
         seed=0,
         progress=False,
         num_workers=1,
+        det_engine="detectron2",
     )
-    rows = voc0712.run(backbone, det_data_root, replace(voc0712.TINY, engine="detectron2"), ctx)
+    rows = voc0712.run(backbone, det_data_root, voc0712.TINY, ctx)
     assert {r.engine for r in rows} == {"detectron2"} and len(rows) == 6
-    rows = coco.run(backbone, det_data_root, replace(coco.TINY, engine="detectron2"), ctx)
+    rows = coco.run(backbone, det_data_root, coco.TINY, ctx)
     assert {r.engine for r in rows} == {"detectron2"} and len(rows) == 12
+
+
+@pytest.mark.parametrize("model_name", ["faster_rcnn_R_50_C4", "mask_rcnn_R_50_FPN"])
+def test_detectron2_sobel_backbone_builds_loads_strictly_and_filters(tmp_path, model_name) -> None:
+    pytest.importorskip("detectron2")
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.modeling import build_model
+
+    from adapters.detectron2 import check_detectron2_load, read_detectron2_pkl, write_detectron2_pkl
+    from dcbench.backbone import Backbone, Sobel, build_resnet50
+    from evaluators.detection.d2_job import D2Job
+    from evaluators.detection.d2_modules import register
+    from evaluators.detection.d2_worker import build_cfg
+
+    register()
+    torch.manual_seed(2)
+    sobel = Backbone(state_dict=build_resnet50(sobel=True).state_dict(), sobel=True, sha256="5" * 64,
+                     source_format="test")
+    weights = tmp_path / "w.pkl"
+    write_detectron2_pkl(sobel, weights, allow_sobel=True)
+    config = (voc0712.TINY if model_name.startswith("faster") else coco.TINY).detectron2
+    cfg = build_cfg(D2Job(cfg=_cfg(config, device="cpu", sobel=True, weights=str(weights)), datasets=(),
+                          results_path="/r", num_gpus=1, model_name=model_name))
+    model = build_model(cfg)
+    DetectionCheckpointer(model).load(str(weights))
+    exported = read_detectron2_pkl(weights)["model"]
+    assert check_detectron2_load(model.state_dict(), exported, model_name) == 318
+    resnet = model.backbone if model_name.startswith("faster") else model.backbone.bottom_up
+    assert tuple(resnet.stem.conv1.weight.shape) == (64, 2, 7, 7)
+    assert not [k for k in model.state_dict() if "sobel" in k]  # the fixed filter holds no state
+    image = torch.rand(1, 3, 32, 32)
+    resnet.eval()
+    torch.testing.assert_close(resnet.stem(image), type(resnet.stem).__mro__[1].forward(resnet.stem,
+                                                                                          Sobel()(image)))

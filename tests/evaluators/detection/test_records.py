@@ -10,10 +10,8 @@ from evaluators.detection.records import (
     XYWH_ABS,
     XYXY_ABS,
     coco_records,
-    has_trainable_objects,
     voc_metadata,
     voc_records,
-    xyxy_boxes,
 )
 
 
@@ -86,7 +84,6 @@ def test_coco_records_follow_detectron2s_loader(tmp_path) -> None:
     assert obj["category_id"] == 1 and obj["bbox_mode"] == XYWH_ABS and obj["iscrowd"] == 0
     crowd = records[0]["annotations"][0]
     assert crowd["iscrowd"] == 1 and isinstance(crowd["segmentation"]["counts"], bytes)  # compressed RLE
-    assert not has_trainable_objects(records[0]) and has_trainable_objects(records[1])
     assert meta.as_metadata()["evaluator_type"] == "coco"
 
 
@@ -100,11 +97,3 @@ def test_coco_records_reject_bad_json(tmp_path) -> None:
         )
     with pytest.raises(ValueError, match="empty 'bbox'"):
         coco_records(tmp_path, _coco_json(tmp_path, [{"id": 1, "image_id": 5, "category_id": 7, "bbox": []}]))
-
-
-def test_xyxy_boxes_converts_both_modes() -> None:
-    annos = [{"bbox": [1, 2, 3, 4], "bbox_mode": XYWH_ABS}, {"bbox": [1, 2, 3, 4], "bbox_mode": XYXY_ABS}]
-    assert xyxy_boxes(annos).tolist() == [[1, 2, 4, 6], [1, 2, 3, 4]]
-    assert xyxy_boxes([]).shape == (0, 4)
-    with pytest.raises(ValueError, match="bbox_mode"):
-        xyxy_boxes([{"bbox": [1, 2, 3, 4], "bbox_mode": 4}])

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import math
 
 import pytest
@@ -9,21 +8,18 @@ import pytest
 from evaluators.detection import runner
 
 
-def test_auto_prefers_detectron2_and_falls_back_with_an_install_hint(caplog) -> None:
-    assert runner.resolve_engine("auto", sobel=False, available=True) == "detectron2"
-    with caplog.at_level(logging.WARNING):
-        assert runner.resolve_engine("auto", sobel=False, available=False) == "torchvision"
-    (line,) = [r.getMessage() for r in caplog.records]
-    assert "detectron2 is not installed" in line and "pip install 'git+" in line and "torchvision" in line
-    assert runner.resolve_engine("torchvision", sobel=False, available=True) == "torchvision"
+def test_auto_takes_detectron2_where_importable_else_mmdet() -> None:
+    assert runner.resolve_engine("auto", d2_available=True) == "detectron2"
+    assert runner.resolve_engine("auto", d2_available=False) == "mmdet"
+    assert runner.resolve_engine("mmdet", d2_available=True) == "mmdet"
+    assert runner.resolve_engine("detectron2", d2_available=True) == "detectron2"
 
 
-def test_sobel_backbones_and_explicit_engines() -> None:
-    assert runner.resolve_engine("auto", sobel=True, available=True) == "torchvision"
-    with pytest.raises(ModuleNotFoundError, match="pip install"):
-        runner.resolve_engine("detectron2", sobel=False, available=False)
-    with pytest.raises(ValueError, match="unknown detection engine"):
-        runner.resolve_engine("mmdet", sobel=False, available=True)
+def test_explicit_detectron2_without_it_says_how_to_install() -> None:
+    with pytest.raises(ModuleNotFoundError, match="--det-engine detectron2.*pip install 'git\\+"):
+        runner.resolve_engine("detectron2", d2_available=False)
+    with pytest.raises(ValueError, match="unknown detection engine 'torchvision'"):
+        runner.resolve_engine("torchvision", d2_available=True)
 
 
 def test_rows_per_trial_and_mean() -> None:

@@ -101,11 +101,40 @@ def test_run_on_tiny_voc(tmp_path: Path) -> None:
     saved = json.loads((ctx.work_dir / voc_lowshot.SAMPLES_FILE).read_text())
     feasible = sorted(int(k) for k in saved["samples"])
     assert feasible == [1, 2, 96] and not saved["skipped"]  # the tiny trainval supports the largest k
-    refs = {(r.layer, r.k) for r in rows if r.variant == "reference"}
+    means = [r for r in rows if r.metric == "mAP"]
+    refs = {(r.layer, r.k) for r in means if r.variant == "reference"}
     assert refs == {(layer, k) for layer in config.layers for k in feasible}
-    assert {(r.layer, r.k) for r in rows if r.variant == "clean"} == {x for x in refs if x[1] >= 2}
-    assert all(r.dataset == "voc07" and r.metric == "mAP" and math.isfinite(r.value) for r in rows)
-    assert (ctx.work_dir / "voc07_lowshot_map_vs_k.png").stat().st_size > 1000
+    assert {(r.layer, r.k) for r in means if r.variant == "clean"} == {x for x in refs if x[1] >= 2}
+    assert all(r.dataset == "voc07" and math.isfinite(r.value) for r in rows)
+    stats = {(r.layer, r.k, r.variant): [] for r in means}
+    for r in rows:
+        stats[(r.layer, r.k, r.variant)].append(r.metric)
+    assert all(metrics == ["mAP", "mAP_min", "mAP_max", "mAP_std"] for metrics in stats.values())
+    one_sample = [r for r in rows if r.metric == "mAP_std"]
+    assert all(r.value == 0.0 for r in one_sample)  # num_samples=1: no spread
+    details = json.loads((ctx.work_dir / "voc07_lowshot_feature5.json").read_text())
+    assert set(details["k"]["2"]["reference"]) == {"mAP", "mAP_min", "mAP_max", "mAP_std"}
+    assert not list(ctx.work_dir.glob("*.png"))  # the plot is drawn by reports from the rows
+
+
+def test_min_max_std_over_the_samples_at_the_reference_cost_choice() -> None:
+    """As aggregate_low_shot_svm_stats.py: the cost of the highest sample mean, then min/max/std there."""
+    test_map = np.array([[0.10, 0.50, 0.20], [0.30, 0.40, 0.90], [0.20, 0.60, 0.10]])  # (samples, costs)
+    cv_map = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])  # per-sample CV picks
+    result = voc_lowshot.KResult(test_map=test_map, cv_map=cv_map, passes=1)
+    rows = {(m.variant, m.metric): m.value for m in voc_lowshot.measurements("feature5", 8, result)}
+    at = test_map[:, 1] * 100  # the cost with the highest mean (0.5), not each sample's best
+    assert rows[("reference", "mAP")] == pytest.approx(at.mean())
+    assert (rows[("reference", "mAP_min")], rows[("reference", "mAP_max")]) == pytest.approx((40.0, 60.0))
+    assert rows[("reference", "mAP_std")] == pytest.approx(np.std(at))  # ddof 0, as np.std
+    assert rows[("reference", "mAP_std")] == pytest.approx(np.sqrt(200 / 3))
+    clean = np.array([50.0, 90.0, 20.0])  # each sample at its own CV cost
+    assert rows[("clean", "mAP")] == pytest.approx(clean.mean())
+    assert (rows[("clean", "mAP_min")], rows[("clean", "mAP_max")]) == pytest.approx((20.0, 90.0))
+    assert rows[("clean", "mAP_std")] == pytest.approx(np.std(clean))
+    assert voc_lowshot.summarize(result) == pytest.approx((at.mean(), clean.mean()))
+    no_cv = voc_lowshot.measurements("feature5", 1, voc_lowshot.KResult(test_map, None, 1))
+    assert {m.variant for m in no_cv} == {"reference"} and len(no_cv) == 4
 
 
 def test_test_scores_dense_and_gathered_paths_agree() -> None:
