@@ -97,6 +97,19 @@ def _logging(log_file: Path | None, verbose: bool) -> Iterator[None]:
         LOG.setLevel(old_log_level)
 
 
+def check_readme_markers(readme: Path | None) -> None:
+    """The README's table markers can take the tables (checked now, rendered at the end)."""
+    if readme is None:
+        return
+    from reports.render import ReadmeError, check_markers
+
+    P.check_writable(readme, "--readme", folder=False)
+    try:
+        check_markers(readme, init=True)
+    except (ReadmeError, OSError, UnicodeDecodeError) as err:
+        raise P.UsageError(f"--readme: {err}") from None
+
+
 def validate_invocation(args: argparse.Namespace) -> tuple[list[str], torch.device, Path]:
     """Names, device and data root, or one UsageError listing every problem found (one per line).
 
@@ -120,7 +133,7 @@ def validate_invocation(args: argparse.Namespace) -> tuple[list[str], torch.devi
     if args.results is not None or work_ok:  # the default store lives in the work dir
         store = args.results or args.work_dir / "results.jsonl"
         check(lambda: P.check_writable(store, "--results", folder=False))
-    check(lambda: P.check_readme(args.readme))
+    check(lambda: check_readme_markers(args.readme))
     if args.tiny:
         check(lambda: P.check_tiny_root(data_root))
         check(lambda: P.check_writable(data_root, "--data-root", folder=True))

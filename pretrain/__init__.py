@@ -4,8 +4,10 @@ Python:  ``pretrain.run(config, data_root, work_dir, resume=None) -> Path`` (fin
 CLI:     ``python -m pretrain --config NAME_OR_JSON --data-root DIR --work-dir DIR
          [--resume PATH] [--epochs N]``.
 Configs: ``deepcluster_resnet50_8xb64-steplr-200e_in1k``,
-         ``deepcluster-sobel_resnet50_8xb64-steplr-200e_in1k``, ``tiny``, ``tiny-sobel``
-         (``pretrain.config.CONFIGS``), or JSON ``{"base": NAME, field: value, ...}``.
+         ``deepcluster-sobel_resnet50_8xb64-steplr-200e_in1k``, ``tiny``, ``tiny-sobel`` (a CI
+         pipeline check, not a model: ``pretrain.config.TINY_NOTE``), ``small-data`` (the
+         settings of ``benchmarks/learning_check.py``) (``pretrain.config.CONFIGS``), or JSON
+         ``{"base": NAME, field: value, ...}``.
 
 Each clustering (before the first epoch and after every epoch): avgpool features of every train
 image (eval mode, Resize/CenterCrop), PCA-whitened to 256 dims, L2-normalised, k-means k=10000 for

@@ -17,6 +17,12 @@ Sources (facts only, no code copied):
   `max_points_per_centroid=10000000` (all points), a new seed per clustering.
 - facebookresearch/deepcluster `main.py`: top layer re-initialised normal(0, 0.01), bias 0, at
   every clustering; ImageNet mean/std normalisation; the Sobel input applied after normalisation.
+- `conv_init` (trunk convolutions, see pretrain/model.py): "kaiming_fan_in" = OpenSelfSup
+  (MMSelfSup branch `openselfsup`) `openselfsup/models/backbones/resnet.py` `init_weights`, which
+  calls `kaiming_init(m, mode='fan_in', nonlinearity='relu')` on every Conv2d (mmcv `kaiming_init`
+  otherwise defaults to mode='fan_out', normal distribution, bias 0) and `constant_init(bn, 1)`;
+  that code trained the published DeepCluster checkpoint, so it is the default.
+  "kaiming_fan_out" = torchvision `resnet50()` (`kaiming_normal_(mode='fan_out', nonlinearity='relu')`).
 
 Loss: plain mean cross-entropy over the pseudo-labels (original DeepCluster; MMSelfSup 0.x).  As far
 as we read it, MMSelfSup 1.x's `DeepCluster` hands a uniform `class_weight` of 1/k to mmcls
@@ -34,6 +40,7 @@ from dcbench.config import ConfigError, from_dict, replace, to_dict
 from dcbench.optim import step_factor
 
 KMEANS_BACKENDS = ("auto", "faiss", "torch")
+CONV_INITS = ("kaiming_fan_in", "kaiming_fan_out")  # pretrain.model.CONV_INITS
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,7 @@ class PretrainConfig:
     name: str = "deepcluster_resnet50_8xb64-steplr-200e_in1k"
     source: str = "MMSelfSup 1.x configs/selfsup/deepcluster (see pretrain/config.py docstring)"
     sobel: bool = False  # MMSelfSup `with_sobel`; the -sobel config sets it
+    conv_init: str = "kaiming_fan_in"  # OpenSelfSup ResNet.init_weights; torchvision: kaiming_fan_out
     # clustering (DeepClusterHook + clustering.Kmeans)
     num_clusters: int = 10000
     pca_dim: int = 256
@@ -76,6 +84,8 @@ class PretrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if self.conv_init not in CONV_INITS:
+            raise ConfigError(f"conv_init must be one of {CONV_INITS}, got {self.conv_init!r}")
         if self.kmeans_backend not in KMEANS_BACKENDS:
             raise ConfigError(f"kmeans_backend must be one of {KMEANS_BACKENDS}, got {self.kmeans_backend!r}")
         for key in ("num_clusters", "pca_dim", "kmeans_iters", "epochs", "batch_size",
@@ -92,30 +102,59 @@ DEEPCLUSTER_SOBEL_R50 = PretrainConfig(
     source="MMSelfSup 1.x configs/selfsup/deepcluster/deepcluster-sobel_resnet50_8xb64-steplr-200e_in1k.py",
     sobel=True,
 )
-# CI-sized: same algorithm, 32 px crops (extraction resize keeps the 256/224 ratio), k=10,
-# PCA to 16 dims (PCA needs more points than dimensions), batch 8, 2 epochs, no workers;
-# lr 0.01 because 0.1 at batch 8 (vs 512) collapses the tiny features within a few steps.
+TINY_NOTE = """CI-sized: a pipeline check, not a model.  Same algorithm, scaled down: k=10 (10 tiny classes),
+32 px crops (extraction resize keeps 256/224), batch 8, 2 epochs, no workers, and
+- lr 0.1 * 8 / 512 = 0.0016 (linear scaling; was 0.01): at 0.01 the re-initialised head overshoots
+  (per step each present cluster's logit moves ~lr * |f|^2 / batch = 0.01 * 70^2 / 8 = 6 units;
+  |logit| reached 20-30) and the epoch's mean loss was 6.8 / 5.1 (ln k = 2.30); the same run with
+  only the head's lr at 0.001 ends at 2.64 / 2.57;
+- PCA to 4 dims (reference 256 of 2048 for k=10000; was 16): the clusters then lie along the
+  feature directions of largest variance, the ones a plain-SGD linear head fits first; with 16
+  whitened dims the NMI with the classes fell over the epochs (0.47 -> 0.34 -> 0.45 at lr 0.0016),
+  with 4 it rises (0.235 -> 0.31 -> 0.39);
+- conv_init kaiming_fan_in (the reference; torchvision's fan_out gave conv1 a 21x smaller weight
+  norm and a first-step trunk gradient norm of 3,035, 2,720 of it in conv1: the stem was
+  overwritten in one step at lr 0.01).
+What does NOT hold at this scale: the epoch's mean loss stays above ln k (about 2.6): 30 steps
+per epoch are too few for a freshly initialised head to fit pseudo-labels made from eval-mode
+features while it trains on train-mode ones (BatchNorm over 8 images with res5 at 1 x 1) of
+augmented 32 px crops: a linear probe predicts the pseudo-labels at 85 % from the eval-mode
+features and at 12-14 % (chance 10 %) from train-mode batch-8 or augmented ones.  The first NMI
+(epoch 0) is of a net whose BN running statistics are still (0, 1); with lr 0 (no learning) the
+running statistics alone move it from 0.60 to 0.15 after one epoch.
+See benchmarks/learning_check.py for whether DeepCluster learns on real data."""
 TINY = PretrainConfig(
     name="tiny",
-    source="CI-sized variant of deepcluster_resnet50_8xb64-steplr-200e_in1k",
+    source="CI-sized variant of deepcluster_resnet50_8xb64-steplr-200e_in1k; deviations and why: "
+           "pretrain/config.py TINY_NOTE",
     num_clusters=10,
-    pca_dim=16,
+    pca_dim=4,
     extract_batch_size=16,
     extract_resize=36,
     extract_crop=32,
     epochs=2,
     batch_size=8,
-    lr=0.01,
+    lr=0.1 * 8 / 512,  # the reference lr scaled linearly from 512 to 8 images per step
     crop_size=32,
     num_workers=0,
     checkpoint_interval=1,
     progress=False,
 )
+# Small-data settings for real images at a few thousand images (benchmarks/learning_check.py).
+SMALL_DATA = replace(
+    TINY,
+    name="small-data",
+    source="small-data variant of deepcluster_resnet50_8xb64-steplr-200e_in1k (see the TINY note)",
+    pca_dim=16,
+    batch_size=16,
+    lr=0.1 * 16 / 512,  # the reference lr scaled linearly from 512 to 16 images per step
+    epochs=6,
+)
 TINY_SOBEL = replace(TINY, name="tiny-sobel", sobel=True,
                      source="CI-sized variant of deepcluster-sobel_resnet50_8xb64-steplr-200e_in1k")
 
 CONFIGS: dict[str, PretrainConfig] = {
-    c.name: c for c in (DEEPCLUSTER_R50, DEEPCLUSTER_SOBEL_R50, TINY, TINY_SOBEL)
+    c.name: c for c in (DEEPCLUSTER_R50, DEEPCLUSTER_SOBEL_R50, TINY, TINY_SOBEL, SMALL_DATA)
 }
 
 

@@ -22,7 +22,7 @@ from .cluster import check_cluster_inputs
 from .config import PretrainConfig, load_config, lr_at
 from .data import read_train_list, train_loader
 from .metrics import append_log, read_log, truncate_log
-from .model import FEAT_DIM, DeepClusterModel, build_optimizer
+from .model import FEAT_DIM, DeepClusterModel, build_model, build_optimizer
 from .plot import PLOT_NAME, plot_curves
 from .recluster import SALT_TRAIN, Images, derive_seed, recluster
 from .sampler import UniformClusterSampler
@@ -54,7 +54,7 @@ def _run(cfg: PretrainConfig, data_root: Path, work_dir: Path, resume: Path | No
     check_cluster_inputs(len(images.paths), FEAT_DIM, cfg.num_clusters, cfg.pca_dim)
     work_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    model = DeepClusterModel(cfg.num_clusters, cfg.sobel).to(info.device)
+    model = build_model(cfg).to(info.device)
     optimizer = build_optimizer(model, cfg.lr, cfg.momentum, cfg.head_momentum, cfg.weight_decay)
     found = C.load_for_resume(work_dir, resume)
     if found is not None:

@@ -38,7 +38,7 @@ COCO_METRICS = (
     ("mAP(Box)", "bbox_AP"), ("AP50(Box)", "bbox_AP50"), ("AP75(Box)", "bbox_AP75"),
     ("mAP(Mask)", "segm_AP"), ("AP50(Mask)", "segm_AP50"), ("AP75(Mask)", "segm_AP75"),
 )
-TORCHVISION_FOOTNOTE = (
+TORCHVISION_FOOTNOTE = (  # rows of the retired embedded engine (older stores)
     f"{TORCHVISION_MARK} Measured with the retired embedded torchvision detection engine (engine "
     "`torchvision`): not comparable with mmdetection or detectron2 numbers such as the reference's."
 )

@@ -9,7 +9,7 @@ first iteration, our canonical backbone is placed into the detector and checked 
 
 Resume: CheckpointHook writes mmengine checkpoints into the trial folder at the reference's
 interval; a rerun resumes from the newest one (`resume=True`), loading it with torch's
-`weights_only=True` under dcbench.mm_runtime's allowlist, never `weights_only=False`.  The
+`weights_only=True` under evaluators.mm_runtime's allowlist, never `weights_only=False`.  The
 checkpoints are deleted once the trial's metrics are written.
 mmdet, mmengine and mmcv (compiled ops) are optional dependencies (`scripts/install_seg.sh`).
 """
@@ -183,8 +183,8 @@ def train_and_validate(cfg_dict: Mapping[str, Any], backbone: Backbone, arch: st
     from mmengine.runner import Runner
 
     from adapters.mmdet import load_into_detector, to_mmdet
-    from dcbench.mm_runtime import LoadWeightsHook, MetricsRecorder, close_file_logs, resume_allowlist
     from evaluators.detection.mm_modules import register
+    from evaluators.mm_runtime import LoadWeightsHook, MetricsRecorder, close_file_logs, resume_allowlist
 
     register()
     resume = _has_checkpoint(Path(cfg_dict["work_dir"]))

@@ -26,7 +26,7 @@ import torch
 
 from dcbench.datasets import read_voc_cls, read_voc_det
 from dcbench.datasets.common import DatasetIncompleteError, DatasetMissingError
-from evaluators.classification.train_utils import read_split
+from evaluators.classification.data import read_split
 from evaluators.detection.coco import coco_splits
 from evaluators.detection.voc0712 import voc_splits
 from evaluators.segmentation import cityscapes, voc12aug
@@ -97,19 +97,6 @@ def check_writable(path: Path, what: str, folder: bool) -> None:
         raise UsageError(f"{what} {path} cannot be created: {parent} is not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"{what} {path} is not writable (no write permission on {parent})")
-
-
-def check_readme(readme: Path | None) -> None:
-    """The README's table markers can take the tables (checked now, rendered at the end)."""
-    if readme is None:
-        return
-    from reports.render import ReadmeError, check_markers
-
-    check_writable(readme, "--readme", folder=False)
-    try:
-        check_markers(readme, init=True)
-    except (ReadmeError, OSError, UnicodeDecodeError) as err:
-        raise UsageError(f"--readme: {err}") from None
 
 
 def check_data_root(data_root: Path) -> None:
@@ -183,13 +170,14 @@ def _semisup(root: Path, config: Any) -> list[Read]:
 
 
 def _det_voc(root: Path, config: Any) -> list[Read]:
-    splits = voc_splits(root, config)
+    splits = voc_splits(root, config.detectron2)
     return [_read(("voc_det", folder, split), lambda f=folder, s=split: read_voc_det(f, s))
             for folder, split, _ in (*splits.train, splits.test)]
 
 
 def _det_coco(root: Path, config: Any) -> list[Read]:
-    return [_read(("coco", config.train_split, config.test_split), lambda: coco_splits(root, config))]
+    d2 = config.detectron2  # the splits both engines use
+    return [_read(("coco", d2.train_split, d2.test_split), lambda: coco_splits(root, d2))]
 
 
 def _seg(module: Any) -> Callable[[Path, Any], list[Read]]:

@@ -27,3 +27,10 @@ def test_loaders_shapes_targets_and_order(tiny_root: Path) -> None:
     torch.manual_seed(0)
     b = next(iter(train_loader(TINY, listing.paths, labels, sampler, seed=0)))[0]
     torch.testing.assert_close(a, b)  # augmentation is reproducible under a fixed seed
+
+
+def test_train_loader_drops_a_last_batch_of_one(tiny_root: Path) -> None:
+    listing = read_train_list(tiny_root)
+    paths, labels = listing.paths[:33], np.arange(33) % 4  # 33 = 4 x 8 + 1
+    batches = [len(y) for _, y in train_loader(TINY, paths, labels, UniformClusterSampler(labels, 0), seed=0)]
+    assert batches == [8, 8, 8, 8]  # a batch of 1 image cannot pass BatchNorm in train mode

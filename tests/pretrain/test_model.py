@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 
-from pretrain.model import DeepClusterModel, build_optimizer, reset_head_momentum
+from dcbench.config import ConfigError, config_hash, replace
+from pretrain.config import DEEPCLUSTER_R50, TINY
+from pretrain.model import DeepClusterModel, build_model, build_optimizer, reset_head_momentum
 
 
 def test_head_reset_and_momentum_groups() -> None:
@@ -24,3 +29,26 @@ def test_head_reset_and_momentum_groups() -> None:
     opt.state[model.head.weight]["momentum_buffer"] = torch.ones_like(w)
     reset_head_momentum(opt, model.head)
     assert model.head.weight not in opt.state and model.trunk.conv1.weight in opt.state
+
+
+@pytest.mark.parametrize(("conv_init", "fan"), [("kaiming_fan_in", "in"), ("kaiming_fan_out", "out")])
+def test_conv_init_draws_kaiming_normal_in_the_configured_mode(conv_init: str, fan: str) -> None:
+    torch.manual_seed(0)
+    trunk = build_model(replace(TINY, conv_init=conv_init)).trunk
+    # conv1 (3 -> 64, 7x7) and a 1x1 expansion (64 -> 256): fan_in and fan_out differ by 21x and 4x
+    for conv in (trunk.conv1, trunk.layer1[0].conv3, trunk.layer4[0].downsample[0]):
+        out_ch, in_ch, kh, kw = conv.weight.shape
+        fan_size = (in_ch if fan == "in" else out_ch) * kh * kw
+        expected = math.sqrt(2.0 / fan_size)
+        assert abs(conv.weight.std().item() / expected - 1) < 0.05, (conv_init, conv.weight.shape)
+    bn = trunk.layer1[0].bn3
+    assert torch.equal(bn.weight, torch.ones_like(bn.weight))
+    assert torch.equal(bn.bias, torch.zeros_like(bn.bias))
+
+
+def test_conv_init_is_a_config_field_that_changes_the_hash() -> None:
+    assert DEEPCLUSTER_R50.conv_init == "kaiming_fan_in"  # OpenSelfSup ResNet.init_weights
+    other = replace(DEEPCLUSTER_R50, conv_init="kaiming_fan_out")
+    assert config_hash(other) != config_hash(DEEPCLUSTER_R50)
+    with pytest.raises(ConfigError, match="conv_init"):
+        replace(DEEPCLUSTER_R50, conv_init="xavier")

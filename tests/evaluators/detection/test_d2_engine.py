@@ -279,3 +279,36 @@ def test_detectron2_sobel_backbone_builds_loads_strictly_and_filters(tmp_path, m
     resnet.eval()
     torch.testing.assert_close(resnet.stem(image), type(resnet.stem).__mro__[1].forward(resnet.stem,
                                                                                           Sobel()(image)))
+
+
+def test_detectron2_worker_refuses_a_model_the_weights_did_not_fill(tmp_path, backbone) -> None:
+    pytest.importorskip("detectron2")
+    from detectron2.modeling import build_model
+
+    from adapters.detectron2 import write_detectron2_pkl
+    from adapters.mmseg import BackboneLoadError
+    from evaluators.detection.d2_job import D2Job
+    from evaluators.detection.d2_modules import register
+    from evaluators.detection.d2_worker import build_cfg, check_loaded_backbone
+
+    register()
+    weights = tmp_path / "w.pkl"
+    write_detectron2_pkl(backbone, weights)
+    job = D2Job(cfg=_cfg(voc0712.TINY.detectron2, device="cpu", weights=str(weights)), datasets=(),
+                results_path="/r", num_gpus=1, model_name="faster_rcnn_R_50_C4")
+    model = build_model(build_cfg(job))  # random init: nothing loaded
+    with pytest.raises(BackboneLoadError, match="differ from the checkpoint"):
+        check_loaded_backbone(job, model)
+
+
+def test_detectron2_engine_runs_the_sobel_model(det_data_root, tmp_path) -> None:
+    pytest.importorskip("detectron2")
+    from dcbench.backbone import Backbone, build_resnet50
+
+    torch.manual_seed(3)
+    sobel = Backbone(state_dict=build_resnet50(sobel=True).state_dict(), sobel=True, sha256="6" * 64,
+                     source_format="test")
+    ctx = RunContext(work_dir=tmp_path / "w", cache_dir=tmp_path / "c", device=torch.device("cpu"), seed=0,
+                     progress=False, num_workers=1, det_engine="auto")
+    rows = coco.run(sobel, det_data_root, coco.TINY, ctx)
+    assert {r.engine for r in rows} == {"detectron2"} and len(rows) == 12

@@ -11,7 +11,7 @@ pytest.importorskip("mmengine", reason="needs mmengine (scripts/install_seg.sh)"
 
 from mmengine.logging.history_buffer import HistoryBuffer  # noqa: E402
 
-from dcbench.mm_runtime import resume_allowlist  # noqa: E402
+from evaluators.mm_runtime import resume_allowlist  # noqa: E402
 
 
 def _saved(obj: object) -> io.BytesIO:

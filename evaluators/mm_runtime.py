@@ -10,28 +10,24 @@ imports mmengine: import it lazily, only when a benchmark runs.
   came from the resumed checkpoint and are left alone.
 - `MetricsRecorder`: every validation's metrics, with the iteration (or epoch) it ran at.
 - `resume_allowlist()`: a context in which torch.load with `weights_only=True` (torch's default)
-  accepts mmengine's own Runner checkpoints: they pickle `HistoryBuffer` objects of the message
-  hub (whose `__getstate__` pickles `builtins.getattr(HistoryBuffer, "min")` and the like) and numpy
-  arrays/scalars.  Only those globals are allowed, and `getattr` is replaced by a stand-in that
-  returns nothing but HistoryBuffer's four statistics methods.  `weights_only=False` is never used.
+  accepts mmengine's own Runner checkpoints, through the one mmengine allowlist of the project
+  (`adapters.safe_load.mmengine_safe_globals`: HistoryBuffer, numpy arrays/scalars, and a
+  `getattr` stand-in returning only HistoryBuffer's statistics).  `weights_only=False` is never used.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import pickle
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-import numpy as np
 import torch
 from mmengine.hooks import Hook
-from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.model import is_model_wrapper
 from torch import nn
 
-HISTORY_METHODS = ("min", "max", "current", "mean")
+from adapters.safe_load import mmengine_safe_globals
 
 
 class LoadWeightsHook(Hook):
@@ -74,26 +70,8 @@ def close_file_logs(runner: Any) -> None:
             runner.logger.removeHandler(handler)
 
 
-def _history_getattr(obj: object, name: str) -> Any:
-    """The stand-in for `builtins.getattr` while unpickling: HistoryBuffer statistics only."""
-    if obj is HistoryBuffer and name in HISTORY_METHODS:  # HistoryBuffer pickles its statistics methods
-        return getattr(HistoryBuffer, name)
-    raise pickle.UnpicklingError(f"getattr({obj!r}, {name!r}) is not on the mmengine resume allowlist")
-
-
-def _numpy_globals() -> list[Any]:
-    multiarray = getattr(np, "_core", None) or np.core  # numpy 2 renamed core -> _core
-    dtypes = [type(np.dtype(code)) for code in "?bBhHiIlLqQefdgFDGUSO"]
-    return [multiarray.multiarray._reconstruct, multiarray.multiarray.scalar, np.ndarray, np.dtype, *dtypes]
-
-
-def resume_globals() -> list[Any]:
-    """Everything an mmengine Runner checkpoint needs beyond tensors (see the module docstring)."""
-    return [HistoryBuffer, *_numpy_globals(), (_history_getattr, "builtins.getattr")]
-
-
 @contextlib.contextmanager
 def resume_allowlist() -> Iterator[None]:
     """torch.load(weights_only=True) accepts mmengine Runner checkpoints inside this context."""
-    with torch.serialization.safe_globals(resume_globals()):
+    with torch.serialization.safe_globals(mmengine_safe_globals()):
         yield
