@@ -245,9 +245,9 @@ CASES = [
     Case("ckpt_malicious_raw_pickle", lambda e: e.run(ckpt=_ckpt(e, "p.pth", _raw_pickle)), 2,
          ("pickles Python object", "getcwd", "weights_only=True")),
     Case("ckpt_resnet18", lambda e: e.run(ckpt=_ckpt(e, "r18.pth", _resnet18)), 2,
-         ("does not fit ResNet-50", "layer1.0.conv3.weight")),
+         ("not a recognised ResNet-50 checkpoint", "missing", "layer1.0.conv3.weight", "wrong shape")),
     Case("ckpt_foreign_key", lambda e: e.run(ckpt=_ckpt(e, "fk.pth", _foreign_key)), 2,
-         ("no rule accounts for", "projector.weight")),
+         ("not a recognised ResNet-50 checkpoint", "unmatched keys", "projector.weight")),
     # --- the store: a torn last line is reported and ignored, never a traceback
     Case("store_torn_line_reports",
          lambda e: ["--results", str(e.store), "--readme", str(e.readme), "--check"], 1,
