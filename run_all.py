@@ -3,6 +3,11 @@
 
     python run_all.py --ckpt CKPT --data-root DATA            # the real suite
     python run_all.py --tiny --work-dir demo --readme demo/README.md   # tiny data + tiny pretrain
+    python run_all.py --ckpt CKPT --data-root DATA --gpus 8            # torchrun children, 8 GPUs
+    python run_all.py --ckpt CKPT --data-root DATA --launcher slurm --slurm-partition gpu  # SLURM
+
+A benchmark whose finished rows for this checkpoint and config are in the store is not run again
+(`--force NAME` reruns it).
 
 Everything knowable at the start (benchmark names, device, output folders, README markers, the
 checkpoint, every requested dataset's files and annotations) is checked first. Every benchmark's
@@ -30,6 +35,7 @@ from dcbench.fileio import sweep_stale
 from dcbench.results import ResultStore, git_sha
 from evaluators.suite import names as N
 from evaluators.suite import preflight as P
+from evaluators.suite.scheduler import add_launcher_args
 
 LOG = logging.getLogger(__name__)
 LOG_NAME = "run_all.log"
@@ -61,6 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="exit 0 even when every requested benchmark lacks its dataset (recorded as skipped)")
     p.add_argument("--verbose", action="store_true",
                    help="also print tracebacks and debug messages on stderr")
+    add_launcher_args(p)
     return p.parse_args(argv)
 
 
@@ -174,11 +181,24 @@ def _report_checks(checks: list[P.DataCheck]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """The run after invocation checks: checkpoint, datasets, benchmarks, tables; the exit code."""
+    """The run after invocation checks: checkpoint, datasets, benchmarks, tables; the exit code.
+
+    Benchmarks the dataset check decided are recorded as such; the others become jobs that the
+    scheduler hands to the launcher (in-process, torchrun children or SLURM), skipping every one
+    whose finished rows for this checkpoint and config are in the store.
+    """
+    from dcbench.config import ConfigError
+    from evaluators.suite.plan import make_jobs
     from evaluators.suite.registry import EVALUATORS
-    from evaluators.suite.runner import SuiteSettings, format_summary, record_status, run_suite
+    from evaluators.suite.runner import SuiteSettings, format_summary, record_status, world
+    from evaluators.suite.scheduler import build_launcher, schedule
 
     names, device, data_root = validate_invocation(args)
+    try:
+        jobs = make_jobs(names, EVALUATORS, args.tiny, args.set)
+    except ConfigError as err:
+        raise P.UsageError(str(err)) from None
+    main_rank = world()[0] == 0
     with _logging(args.work_dir / LOG_NAME, args.verbose):
         sweep_stale(args.work_dir, recursive=True)  # temporary files of runs killed mid-write
         # a given checkpoint is refused before any tiny data or pretrain
@@ -189,18 +209,29 @@ def run(args: argparse.Namespace) -> int:
         checks = P.check_datasets(names, data_root, args.tiny)
         if all(c.status == "skipped" for c in checks) and not args.allow_missing:
             raise P.UsageError(P.all_missing_message(checks, data_root))
-        _report_checks(checks)
+        if main_rank:
+            _report_checks(checks)
         settings = SuiteSettings(
             data_root=data_root, work_dir=args.work_dir, model=_model_name(args, ckpt), tiny=args.tiny,
             seed=args.seed, device=device, git_sha=git_sha(), num_workers=args.num_workers,
             num_gpus=args.num_gpus, det_engine=args.det_engine,
         )
         store = ResultStore(args.results or args.work_dir / "results.jsonl")
+        try:
+            launcher = build_launcher(args, ckpt, data_root, backbone, settings, store)
+        except ValueError as err:
+            raise P.UsageError(str(err)) from None
+        by_name = {j.name: j for j in jobs}
         decided = {c.benchmark: record_status(c.benchmark, EVALUATORS[c.benchmark], backbone, settings, store,
-                                              c.status, c.reason or "")  # type: ignore[arg-type]
+                                              c.status, c.reason or "",  # type: ignore[arg-type]
+                                              config=by_name[c.benchmark].config)
                    for c in checks if c.status is not None}
-        ran = run_suite([n for n in names if n not in decided], backbone, settings, store)
+        todo = [j for j in jobs if j.name not in decided]
+        ran = schedule(todo, launcher, store, backbone.sha256, args.force)
         outcomes = sorted([*decided.values(), *ran], key=lambda o: names.index(o.benchmark))
+        failed = any(o.status == "failed" for o in outcomes)
+        if not main_rank:  # under torchrun: rank 0 reports
+            return P.EXIT_FAILED if failed else P.EXIT_OK
         print(format_summary(outcomes))
         print(f"results: {store.path}")
         if any(o.benchmark == N.VOC07_LOWSHOT and o.status == "ok" for o in outcomes):
@@ -210,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
 
             render_readme(store.path, args.readme, init=True)
             print(f"tables: {args.readme}")
-    return P.EXIT_FAILED if any(o.status == "failed" for o in outcomes) else P.EXIT_OK
+    return P.EXIT_FAILED if failed else P.EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,6 +59,7 @@ class Provenance:
     git_sha: str
     pretrain_config: str | None = None  # e.g. 'deepcluster_resnet50_8xb64-steplr-200e_in1k'
     benchmark_version: str = BENCHMARK_VERSION
+    world_size: int = 1  # processes (GPUs) the benchmark ran on
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class ResultRow:
     git_sha: str
     seed: int
     time: str
+    world_size: int = 1
 
 
 def _now() -> str:
@@ -96,7 +98,7 @@ def rows_from_measurements(prov: Provenance, measurements: Iterable[Measurement]
             layer=m.layer, k=m.k, variant=m.variant, metric=m.metric,
             value=float(m.value), status="ok", reason=None, engine=m.engine,
             benchmark_version=prov.benchmark_version, config_hash=prov.config_hash,
-            git_sha=prov.git_sha, seed=prov.seed, time=time,
+            git_sha=prov.git_sha, seed=prov.seed, time=time, world_size=prov.world_size,
         )
         for m in measurements
     ]
@@ -110,6 +112,7 @@ def status_row(prov: Provenance, status: Status, reason: str, dataset: str | Non
         dataset=dataset, layer=None, k=None, variant=None, metric=None, value=None,
         status=status, reason=reason, engine=None, benchmark_version=prov.benchmark_version,
         config_hash=prov.config_hash, git_sha=prov.git_sha, seed=prov.seed, time=_now(),
+        world_size=prov.world_size,
     )
 
 

@@ -31,25 +31,26 @@ def shard_indices(num: int, info: DistInfo) -> np.ndarray:
 
 
 def gather_rows(local: torch.Tensor, num: int, info: DistInfo) -> np.ndarray | None:
-    """Inverse of `shard_indices`: rank 0 gets the full [num, d] float32 array, others None."""
+    """Inverse of `shard_indices`: rank 0 gets the full [num, d] float32 array, others None.
+
+    Rank 0 preallocates the one output array and writes every gathered chunk straight into its
+    strided rows, so its host memory is one copy of the features plus one chunk per rank.
+    """
     if not info.distributed:
         return local.cpu().numpy()[:num]
     local = local.to(info.device)
-    parts: list[list[np.ndarray]] = [[] for _ in range(info.world_size)]
+    world = info.world_size
+    dtype = local[:0].cpu().numpy().dtype
+    full = np.empty((len(local) * world, local.shape[1]), dtype=dtype) if info.is_main else None
     for start in range(0, len(local), GATHER_CHUNK_ROWS):
         chunk = local[start:start + GATHER_CHUNK_ROWS].contiguous()
-        bucket = [torch.empty_like(chunk) for _ in range(info.world_size)] if info.is_main else None
+        bucket = [torch.empty_like(chunk) for _ in range(world)] if info.is_main else None
         dist.gather(chunk, bucket, dst=0)
-        if bucket is not None:
+        if full is not None and bucket is not None:
+            stop = start + len(chunk)
             for r, piece in enumerate(bucket):
-                parts[r].append(piece.cpu().numpy())
-    if not info.is_main:
-        return None
-    per_rank = [np.concatenate(p) for p in parts]
-    full = np.empty((len(local) * info.world_size, local.shape[1]), dtype=per_rank[0].dtype)
-    for r, rows in enumerate(per_rank):
-        full[r::info.world_size] = rows
-    return full[:num]
+                full[start * world + r:stop * world:world] = piece.cpu().numpy()
+    return None if full is None else full[:num]
 
 
 def broadcast_labels(labels: np.ndarray | None, num: int, info: DistInfo) -> np.ndarray:

@@ -97,13 +97,17 @@ class Table:
 
 
 def current_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """Newest ok row per key, restricted to each model's most recently evaluated checkpoint."""
+    """Newest ok row per key, restricted to each model's most recently evaluated checkpoint and, per
+    (model, benchmark), to its most recently run config: a tiny and a reference run never share a cell."""
     ok = latest_ok(frame)
     if ok.empty:
         return ok
-    newest = ok.sort_values("time", kind="stable").groupby("model")["checkpoint_sha256"].last()
-    keep = ok["checkpoint_sha256"] == ok["model"].map(newest)
-    return ok[keep].reset_index(drop=True)
+    ordered = ok.sort_values("time", kind="stable")
+    newest = ordered.groupby("model")["checkpoint_sha256"].last()
+    ok = ok[ok["checkpoint_sha256"] == ok["model"].map(newest)]
+    config = ok.sort_values("time", kind="stable").groupby(["model", "benchmark"])["config_hash"].last()
+    keys = pd.MultiIndex.from_frame(ok[["model", "benchmark"]])
+    return ok[ok["config_hash"].to_numpy() == config.reindex(keys).to_numpy()].reset_index(drop=True)
 
 
 def fmt(value: object, engine: object = None, mark_engine: bool = False) -> str:

@@ -309,7 +309,7 @@ def test_unexpected_crash_is_one_line_and_a_logged_traceback(
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk on fire\nsecond line")
 
-    monkeypatch.setattr("evaluators.suite.runner.run_suite", boom)
+    monkeypatch.setattr("evaluators.suite.launchers.run_suite", boom)  # the in-process launcher's
     assert run_all.main(env.run(benchmarks="voc07_svm")) == 1
     err = capsys.readouterr().err
     assert "error: RuntimeError: disk on fire; traceback in" in err and "Traceback" not in err

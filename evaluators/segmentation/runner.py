@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -90,6 +91,19 @@ def _close_file_logs(runner: Any) -> None:
             runner.logger.removeHandler(handler)
 
 
+def distributed_dicts(cfg_dict: dict[str, Any], world_size: int) -> dict[str, Any]:
+    """mmengine's launcher for `world_size` processes (torchrun / submitit export the env: 'pytorch'),
+    with the reference's total batch split over them; one process keeps the whole batch."""
+    if world_size <= 1:
+        return {**cfg_dict, "launcher": "none"}
+    loader = dict(cfg_dict["train_dataloader"])
+    total = int(loader["batch_size"])
+    if total % world_size:
+        raise ValueError(f"total batch {total} is not divisible by the world size {world_size}")
+    loader["batch_size"] = total // world_size
+    return {**cfg_dict, "launcher": "pytorch", "train_dataloader": loader}
+
+
 def _train(cfg_dict: dict[str, Any], checkpoint: Path, log_level: str) -> dict[str, float]:
     from mmengine.config import Config
     from mmengine.runner import Runner
@@ -97,8 +111,8 @@ def _train(cfg_dict: dict[str, Any], checkpoint: Path, log_level: str) -> dict[s
     import evaluators.segmentation.mm_backbone  # noqa: F401  (registers SobelResNet with mmseg)
     from evaluators.segmentation.mm_hooks import LoadBackboneHook, MetricsRecorder
 
-    config = Config({**cfg_dict, "launcher": "none", "log_level": log_level,
-                     "experiment_name": f"seg_{time.time_ns()}"})
+    config = Config({**distributed_dicts(cfg_dict, int(os.environ.get("WORLD_SIZE", "1"))),
+                     "log_level": log_level, "experiment_name": f"seg_{time.time_ns()}"})
     runner = Runner.from_cfg(config)
     loader = LoadBackboneHook(lambda module: load_backbone_checkpoint(module, checkpoint))
     recorder = MetricsRecorder()

@@ -25,8 +25,8 @@ SHA_A, SHA_B, SHA_OLD = "a" * 64, "b" * 64, "0" * 64
 
 def _rows(model: str, benchmark: str, measurements: list[Measurement], time: str,
           sha: str = SHA_A, pretrain_config: str | None = "deepcluster_resnet50_8xb64-steplr-200e_in1k",
-          ) -> list[ResultRow]:
-    prov = Provenance(model=model, checkpoint_sha256=sha, benchmark=benchmark, config_hash="c",
+          config_hash: str = "c") -> list[ResultRow]:
+    prov = Provenance(model=model, checkpoint_sha256=sha, benchmark=benchmark, config_hash=config_hash,
                       seed=0, git_sha="g", pretrain_config=pretrain_config)
     return [dataclasses.replace(r, time=time) for r in rows_from_measurements(prov, measurements)]
 
@@ -214,6 +214,16 @@ def test_latest_row_wins_and_newest_checkpoint_per_model(tables: dict[str, Table
     tables = {t.table_id: t for t in build_tables(_frame(sample_rows() + newer))}
     assert _row(tables["seg_voc12aug"], "dc")["mIOU"] == "7.00"
     assert _row(tables["seg_cityscapes"], "dc")["mIOU"] == DASH  # measured on the other checkpoint
+
+
+def test_a_tiny_run_never_shares_a_cell_with_the_reference_run() -> None:
+    tiny = _rows("dc", "linear_imagenet", [Measurement("imagenet", "top1", 1.5, layer="feature5")],
+                 "2031-01-01T00:00:00+00:00", config_hash="tiny")
+    table = {t.table_id: t for t in build_tables(_frame(sample_rows() + tiny))}["linear_imagenet"]
+    dc = _row(table, "dc")
+    # the newer tiny run fills Feature5; the older reference run's Feature1..4 are not mixed in
+    assert [dc[f"Feature{i}"] for i in range(1, 6)] == [DASH] * 4 + ["1.50"]
+    assert dc["AvgPool"] == "50.12" + LAST_EPOCH_MARK  # linear_avgpool_imagenet: its own config
 
 
 def test_empty_store_gives_empty_tables() -> None:

@@ -207,3 +207,15 @@ def test_tiny_sobel_run_trains_conv1_and_keeps_the_filter_fixed(
     assert all(id(b) not in trained_ids for b in model.sobel.buffers())
     assert torch.equal(model.sobel.gray.cpu(), fixed.gray)
     assert torch.equal(model.sobel.sobel.cpu(), fixed.sobel)
+
+
+def test_distributed_runs_use_mmengines_launcher_with_the_total_batch_split() -> None:
+    from evaluators.segmentation.runner import distributed_dicts
+
+    cfg = {"train_dataloader": {"batch_size": 16, "num_workers": 0}, "model": {}}
+    assert distributed_dicts(cfg, 1) == {**cfg, "launcher": "none"}
+    four = distributed_dicts(cfg, 4)
+    assert four["launcher"] == "pytorch" and four["train_dataloader"]["batch_size"] == 4
+    assert cfg["train_dataloader"]["batch_size"] == 16  # not mutated
+    with pytest.raises(ValueError, match="not divisible"):
+        distributed_dicts(cfg, 3)

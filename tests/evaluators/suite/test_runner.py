@@ -20,7 +20,7 @@ class Cfg:
 
 
 def _ok(backbone: Backbone, data_root: Path, config: Cfg, ctx: RunContext) -> list[Measurement]:
-    assert ctx.work_dir.name == "good"
+    assert ctx.work_dir.parent.name == "good"
     return [Measurement("voc07", "mAP", config.value, layer="feature5")]
 
 
