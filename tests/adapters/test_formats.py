@@ -494,6 +494,7 @@ def test_run_all_accepts_the_layout(
         str(tmp_path / "w"),
         "--benchmarks",
         "voc07_svm",
+        "--allow-missing",  # no dataset here: the skipped row is what is checked
     ]
     assert run_all.main(argv) == 0
     rows = [json.loads(line) for line in (tmp_path / "w" / "results.jsonl").read_text().splitlines()]
@@ -520,6 +521,7 @@ def test_run_all_passes_format_and_key(canonical: State, tmp_path: Path) -> None
         "dino",
         "--ckpt-key",
         "student",
+        "--allow-missing",
     ]
     assert run_all.main(argv) == 0
     assert weights_sha256(other(canonical)) in (tmp_path / "w" / "results.jsonl").read_text()
