@@ -30,7 +30,7 @@ import torch
 from dcbench.backbone import Backbone
 from dcbench.fileio import atomic_write
 
-from .load import compare_shapes, require_fixed_sobel, require_rgb
+from .load import compare_shapes, require_rgb
 
 AUTHOR = "deepcluster-bench"
 
@@ -51,7 +51,6 @@ def to_mmseg(backbone: Backbone, allow_sobel: bool = False) -> dict[str, Any]:
 
     A Sobel backbone raises `SobelExportError` unless `allow_sobel` (see the module docstring).
     """
-    require_fixed_sobel(backbone, "mmsegmentation")
     if not allow_sobel:
         require_rgb(backbone, "mmsegmentation", "its ResNet conv1 takes the 3-channel RGB image "
                     "(only deepcluster-bench's own segmentation benchmarks put the Sobel filter in front)")

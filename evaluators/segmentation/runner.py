@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from adapters.load import require_fixed_sobel
 from adapters.mmseg import check_backbone_load, write_mmseg_checkpoint
 from dcbench.backbone import Backbone
 from dcbench.context import RunContext
@@ -136,6 +137,7 @@ def run_segmentation(
     work_dir = Path(ctx.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = work_dir / CHECKPOINT_NAME
+    require_fixed_sobel(backbone, "mmsegmentation")  # our SobelResNet applies the fixed filter only
     write_mmseg_checkpoint(backbone, checkpoint, allow_sobel=True)  # SobelResNet takes the 2-channel stem
     try:
         require_mmseg()

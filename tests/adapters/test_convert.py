@@ -116,20 +116,21 @@ def test_ill_shaped_sobel_layers_stay_refused(
 
 
 def test_engines_with_only_the_fixed_filter_refuse_a_carried_one() -> None:
-    """mmseg / mmdet / detectron2 Sobel backbones apply the fixed filter: a carried one is refused, loudly."""
+    """Our mmdet / detectron2 Sobel backbones apply the fixed filter: a carried one is refused, loudly
+    (the mmseg export carries it in its meta for other readers; our segmentation runner refuses it)."""
     from dataclasses import replace
 
     from adapters.detectron2 import to_detectron2
     from adapters.errors import SobelExportError
+    from adapters.load import require_fixed_sobel
     from adapters.mmdet import to_mmdet
-    from adapters.mmseg import to_mmseg
     from dcbench.backbone import Backbone, build_resnet50
 
     state = build_resnet50(sobel=True).state_dict()
     fixed = Backbone(state_dict=state, sobel=True, sha256="0" * 64, source_format="test")
     carried = replace(fixed, sobel_filter={k: v + 1 for k, v in fixed_sobel_filter().items()})
-    for export in (lambda b: to_mmseg(b, allow_sobel=True), lambda b: to_detectron2(b, allow_sobel=True),
-                   lambda b: to_mmdet(b, "C4")):
+    for export in (lambda b: to_detectron2(b, allow_sobel=True), lambda b: to_mmdet(b, "C4"),
+                   lambda b: require_fixed_sobel(b, "mmsegmentation") or True):
         assert export(fixed)
         with pytest.raises(SobelExportError, match="carries its own"):
             export(carried)
