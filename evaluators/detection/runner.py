@@ -5,7 +5,8 @@ d2_engine), chosen per run by `RunContext.det_engine` (run_all's --det-engine): 
 detectron2 where it is importable, else mmdet.
 
 Each trial's metrics are written (atomically) to
-`ctx.work_dir/<engine>-<config hash>-<checkpoint sha[:12]>/trial<i>/metrics.json`; a rerun reuses
+`ctx.work_dir/<engine>-<config hash>-<checkpoint sha[:12]>/trial<i>/trial_result.json` (not `metrics.json`:
+detectron2's JSONWriter logs into that name in its OUTPUT_DIR, the trial folder); a rerun reuses
 finished trials and resumes an unfinished one from its checkpoint. Rows: one per trial
 (variant `trial<i>`) and their mean (variant `mean`), values in percent.
 """
@@ -73,6 +74,9 @@ def _finite_metrics(metrics: Mapping[str, float], names: Sequence[str], where: s
     return {n: float(metrics[n]) for n in names}
 
 
+TRIAL_RESULT = "trial_result.json"  # a finished trial's metrics; never an engine's own log file name
+
+
 def run_trials(trials: int, base: Path, names: Sequence[str], trial: TrialFn) -> list[dict[str, float]]:
     """Run (or reuse) trials 0..trials-1; `trial(i, trial_dir)` returns that trial's metrics."""
     if trials < 1:
@@ -80,7 +84,7 @@ def run_trials(trials: int, base: Path, names: Sequence[str], trial: TrialFn) ->
     out = []
     for i in range(trials):
         trial_dir = base / f"trial{i}"
-        done = trial_dir / "metrics.json"
+        done = trial_dir / TRIAL_RESULT
         if done.exists():
             LOG.info("reusing finished detection trial %s", done)
             out.append(_finite_metrics(json.loads(done.read_text(encoding="utf-8")), names, str(done)))

@@ -21,7 +21,7 @@ def test_tiny_voc_trains_and_evaluates_with_mmdet(det_data_root, backbone, tmp_p
         (v, m) for v in ("trial0", "mean") for m in ("AP", "AP50", "AP75")]
     assert all(r.dataset == "voc0712" and r.engine == "mmdet" for r in rows)
     assert all(math.isfinite(r.value) and 0.0 <= r.value <= 100.0 for r in rows)
-    (finished,) = (tmp_path / "work").glob("mmdet-*/trial0/metrics.json")
+    (finished,) = (tmp_path / "work").glob("mmdet-*/trial0/trial_result.json")
     assert not list(finished.parent.rglob("*.pth"))  # checkpoints go once the metrics are safe
     again = voc0712.run(backbone, det_data_root, voc0712.TINY, _ctx(make_ctx, tmp_path))  # reused
     assert [r.value for r in again] == [r.value for r in rows]
