@@ -85,7 +85,7 @@ def test_cancelled_job_resumes_and_finished_benchmarks_are_not_rerun(slurm_clust
     new_logs = "".join(p.read_text() for p in _job_logs(work) - before)
     resumed = re.search(r"resuming probe training from .* after epoch (\d+)", new_logs)
     assert resumed and int(resumed.group(1)) >= cancelled_after, new_logs[-3000:]
-    trained = re.findall(rf"imagenet probe epoch (\d+)/{epochs}: summed loss", new_logs)
+    trained = re.findall(rf"imagenet probe epoch (\d+)/{epochs}: loss", new_logs)
     assert trained and len(trained) < epochs and int(trained[-1]) == epochs  # fewer epochs, run to the end
     assert "semisup" not in new_logs  # the finished benchmark was not submitted again
     rows = pd.read_json(work / "results.jsonl", lines=True)
