@@ -70,7 +70,10 @@ def test_cancelled_job_resumes_and_finished_benchmarks_are_not_rerun(slurm_clust
     while _probe_epoch(work) < 1 and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
     cancelled_after = _probe_epoch(work)
-    subprocess.run(["scancel", "--name", "dcbench-linear_imagenet"], check=True, timeout=60)
+    # SIGKILL to the whole job (batch script included): submitit catches SLURM's default SIGTERM to
+    # checkpoint, and the tiny remaining epochs could finish inside the kill window
+    subprocess.run(["scancel", "--signal=KILL", "--full", "--name", "dcbench-linear_imagenet"], check=True,
+                   timeout=60)
     out, _ = first.communicate(timeout=300)
     assert 1 <= cancelled_after < epochs, out[-3000:]
     assert first.returncode == 1, out[-3000:]  # the cancelled benchmark is a failed row
