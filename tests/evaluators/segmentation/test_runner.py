@@ -79,6 +79,7 @@ def _mmseg_parts(sobel: bool) -> tuple[torch.nn.Module, torch.nn.Module]:
     """(data preprocessor, backbone with BN) built by mmseg from our TINY config."""
     pytest.importorskip("mmseg")
     runner.require_mmseg()
+    from mmengine.registry import DefaultScope
     from mmseg.registry import MODELS
     from mmseg.utils import register_all_modules
 
@@ -87,7 +88,9 @@ def _mmseg_parts(sobel: bool) -> tuple[torch.nn.Module, torch.nn.Module]:
     register_all_modules(init_default_scope=False)
     cfg = model_dict(voc12aug.TINY.model, 21, (32, 32), sobel=sobel)
     cfg["backbone"]["norm_cfg"] = {"type": "BN", "requires_grad": True}
-    return MODELS.build(cfg["data_preprocessor"]), MODELS.build(cfg["backbone"])
+    # an mmdet Runner earlier in the same process leaves 'mmdet' as the current default scope
+    with DefaultScope.overwrite_default_scope("mmseg"):
+        return MODELS.build(cfg["data_preprocessor"]), MODELS.build(cfg["backbone"])
 
 
 def test_torchvision_keys_fill_mmseg_resnet_exactly(tmp_path: Path, random_backbone: Backbone) -> None:
