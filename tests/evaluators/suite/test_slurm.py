@@ -61,8 +61,8 @@ def _job_logs(work: Path) -> set[Path]:
 def test_cancelled_job_resumes_and_finished_benchmarks_are_not_rerun(slurm_cluster, tiny_inputs, run_all_cli,
                                                                      tmp_path) -> None:
     work, cli = tmp_path / "resume", run_all_cli
-    epochs = 4
-    overrides = (f"linear_imagenet.epochs={epochs}", "linear_imagenet.milestones=[3]", *cli.one_setting)
+    epochs = 10  # slack: scancel on a loaded machine can take seconds, the tiny epochs ~2 s each
+    overrides = (f"linear_imagenet.epochs={epochs}", "linear_imagenet.milestones=[8]", *cli.one_setting)
     argv = cli.argv(tiny_inputs, work, "semisup_1pct,linear_imagenet", overrides, *SLURM)
     first = subprocess.Popen(argv, cwd=cli.root, env=cli.env(), stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
