@@ -104,12 +104,11 @@ def html_table(table: Table, frame: pd.DataFrame) -> HtmlTable:
         model = str(record[0]).replace("\\|", "|")
         ours = kind == "ours"
         cells = [Cell(model, href=f"models/{model_slug(model)}.html" if ours and model in models else None)]
-        for value in record[1:]:
-            text = str(value).replace("\\|", "|")
-            reason = None
-            if text == DASH:
-                reason = missing_reason(frame, model, benchmarks) if ours else KIND_REASONS.get(kind)
-            cells.append(Cell(text, reason=reason))
+        texts = [str(value).replace("\\|", "|") for value in record[1:]]
+        reason = None  # one per row: every `–` of a row has the same reason (the row's benchmarks)
+        if DASH in texts:
+            reason = missing_reason(frame, model, benchmarks) if ours else KIND_REASONS.get(kind)
+        cells += [Cell(text, reason=reason if text == DASH else None) for text in texts]
         rows.append(tuple(cells))
     heading = HEADINGS.get(table.table_id, (table.table_id,))[-1].lstrip("#").strip().replace("`", "")
     return HtmlTable(
