@@ -472,6 +472,14 @@ def test_cli_passes_format_and_key(canonical: State, tmp_path: Path) -> None:
     assert_equal_backbone(load_checkpoint(out).state_dict, other(canonical))
 
 
+def _skipped_svm_argv(ckpt: Path, tmp_path: Path, *extra: str) -> list[str]:
+    """run_all on voc07_svm over an empty data root: the skipped row and its checkpoint id are checked."""
+    empty = tmp_path / "data"
+    empty.mkdir()
+    return ["--ckpt", str(ckpt), "--data-root", str(empty), "--work-dir", str(tmp_path / "w"),
+            "--benchmarks", "voc07_svm", *extra, "--allow-missing"]
+
+
 @pytest.mark.parametrize(("name", "build", "fmt"), LAYOUTS, ids=[c[0] for c in LAYOUTS])
 def test_run_all_accepts_the_layout(
     canonical: State, tmp_path: Path, name: str, build: Builder, fmt: str
@@ -483,19 +491,7 @@ def test_run_all_accepts_the_layout(
 
     path = tmp_path / f"{name}.pth"
     torch.save(build(canonical), path)
-    empty = tmp_path / "data"
-    empty.mkdir()
-    argv = [
-        "--ckpt",
-        str(path),
-        "--data-root",
-        str(empty),
-        "--work-dir",
-        str(tmp_path / "w"),
-        "--benchmarks",
-        "voc07_svm",
-        "--allow-missing",  # no dataset here: the skipped row is what is checked
-    ]
+    argv = _skipped_svm_argv(path, tmp_path)
     assert run_all.main(argv) == 0
     rows = [json.loads(line) for line in (tmp_path / "w" / "results.jsonl").read_text().splitlines()]
     assert [(r["status"], r["checkpoint_sha256"]) for r in rows] == [("skipped", weights_sha256(canonical))]
@@ -506,23 +502,7 @@ def test_run_all_passes_format_and_key(canonical: State, tmp_path: Path) -> None
 
     path = tmp_path / "dino.pth"
     torch.save(dino_full(canonical), path)
-    empty = tmp_path / "data"
-    empty.mkdir()
-    argv = [
-        "--ckpt",
-        str(path),
-        "--data-root",
-        str(empty),
-        "--work-dir",
-        str(tmp_path / "w"),
-        "--benchmarks",
-        "voc07_svm",
-        "--ckpt-format",
-        "dino",
-        "--ckpt-key",
-        "student",
-        "--allow-missing",
-    ]
+    argv = _skipped_svm_argv(path, tmp_path, "--ckpt-format", "dino", "--ckpt-key", "student")
     assert run_all.main(argv) == 0
     assert weights_sha256(other(canonical)) in (tmp_path / "w" / "results.jsonl").read_text()
 
