@@ -109,7 +109,9 @@ def test_gradient_accumulation_trains_the_same_probe_as_the_whole_batch(
     assert heads_whole.keys() == heads_accum.keys()
     diff = max(float((heads_whole[k] - heads_accum[k]).abs().max()) for k in heads_whole)
     scale = max(float(v.abs().max()) for v in heads_whole.values())
-    assert diff <= 1e-6 * max(scale, 1.0)  # float rounding only (lr 30 amplifies it)
+    # float32 rounding only: ~6e-7 of the largest weight measured (lr 30 makes the weights large); a
+    # wrong weighting of the micro-batches would be off by a factor, not by rounding
+    assert diff <= 1e-5 * max(scale, 1.0)
     assert rows_accum == rows_whole
     with pytest.raises(ValueError, match=r"world size 1 x accum_steps 3 = 3"):
         linear_avgpool.run(backbone, cls_data_root, replace(whole, accum_steps=3), make_ctx(tmp_path / "bad"))
