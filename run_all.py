@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import sys
 import traceback
@@ -69,6 +70,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also print tracebacks and debug messages on stderr")
     add_launcher_args(p)
     return p.parse_args(argv)
+
+
+@contextlib.contextmanager
+def _process_group(device: torch.device) -> Iterator[None]:
+    """Under torchrun: one process group for the whole run, which the tiny data step, the pretrainer
+    and every benchmark join (dcbench.distributed.init_distributed joins an existing group).
+
+    Destroying and re-creating it between steps is unsafe: the rendezvous store's keys are reused,
+    so a rank can read another rank's address from the previous group and fail to connect.
+    """
+    from dcbench.distributed import init_distributed, shutdown
+    from evaluators.suite.runner import world
+
+    if world()[1] <= 1:
+        yield
+        return
+    info = init_distributed(device)
+    try:
+        yield
+    finally:
+        shutdown(info)
 
 
 @contextlib.contextmanager
@@ -145,12 +167,19 @@ def validate_invocation(args: argparse.Namespace) -> tuple[list[str], torch.devi
 
 
 def _prepare_tiny(args: argparse.Namespace, names: list[str], data_root: Path) -> Path:
-    """Tiny data for `names` at `data_root`, and a tiny pretrain unless --ckpt is given."""
+    """Tiny data for `names` at `data_root`, and a tiny pretrain unless --ckpt is given.
+
+    Under torchrun (`torchrun --nproc_per_node N run_all.py --tiny`) rank 0 writes the data while the
+    other ranks wait, then the tiny pretrain runs once, under DDP on all N ranks (pretrain.run joins
+    them; rank 0 writes the checkpoints), and every rank evaluates that one checkpoint file.
+    """
+    from dcbench.distributed import on_main_rank
     from dcbench.tiny import make_tiny
     from pretrain import run as pretrain_run
 
+    datasets = P.tiny_datasets(names, pretrain=args.ckpt is None)
     try:
-        make_tiny(data_root, seed=args.seed, datasets=P.tiny_datasets(names, pretrain=args.ckpt is None))
+        on_main_rank(functools.partial(make_tiny, data_root, seed=args.seed, datasets=datasets))
     except FileExistsError as err:
         raise P.UsageError(str(err)) from None
     if args.ckpt is not None:
@@ -199,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         raise P.UsageError(str(err)) from None
     main_rank = world()[0] == 0
-    with _logging(args.work_dir / LOG_NAME, args.verbose):
+    with _logging(args.work_dir / LOG_NAME, args.verbose), _process_group(device):
         sweep_stale(args.work_dir, recursive=True)  # temporary files of runs killed mid-write
         # a given checkpoint is refused before any tiny data or pretrain
         fmt = (args.ckpt_format, args.ckpt_key)

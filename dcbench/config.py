@@ -1,4 +1,10 @@
-"""Frozen, typed configs: build from a mapping (unknown keys raise), hash stably."""
+"""Frozen, typed configs: build from a mapping (unknown keys raise), hash stably.
+
+A field declared with `execution_detail(default)` says how a run is executed, not what it computes
+(gradient accumulation, checkpoint interval): it is set and overridden like any field, but
+`config_hash` and `protocol_dict` leave it out, as the world size is left out, so a run with another
+value of it finds and continues the same resume state and counts as the same finished table cell.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+EXECUTION_DETAIL = "dcbench_execution_detail"  # dataclass field metadata key (see execution_detail)
 
 
 class ConfigError(ValueError):
@@ -60,11 +67,31 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
+def execution_detail(default: Any) -> Any:
+    """A dataclass field with `default` that `config_hash` / `protocol_dict` leave out (module doc)."""
+    return dataclasses.field(default=default, metadata={EXECUTION_DETAIL: True})
+
+
+def _protocol_view(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _protocol_view(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if not f.metadata.get(EXECUTION_DETAIL)}
+    if isinstance(value, (list, tuple)):
+        return [_protocol_view(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _protocol_view(v) for k, v in value.items()}
+    return value
+
+
+def protocol_dict(cfg: Any) -> dict[str, Any]:
+    """`to_dict(cfg)` without the execution details (at any depth): what the numbers depend on."""
+    return json.loads(json.dumps(_protocol_view(cfg)))
+
+
 def config_hash(cfg: Any) -> str:
-    """sha256 (first 16 hex digits) of the config's canonical JSON, class name included."""
-    payload = json.dumps(
-        {"class": type(cfg).__name__, "fields": dataclasses.asdict(cfg)}, sort_keys=True
-    )
+    """sha256 (first 16 hex digits) of the config's canonical JSON, class name included, execution
+    details left out."""
+    payload = json.dumps({"class": type(cfg).__name__, "fields": _protocol_view(cfg)}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 

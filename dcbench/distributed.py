@@ -8,6 +8,7 @@ paths with world size 1, where every helper here is the identity.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -71,6 +72,22 @@ def shutdown(info: DistInfo) -> None:
 def barrier(info: DistInfo) -> None:
     if info.distributed:
         tdist.barrier()
+
+
+def on_main_rank(work: Callable[[], object]) -> None:
+    """Run `work` on rank 0 only; under torchrun the other ranks wait for it at a barrier.
+
+    The gloo group for the barrier is made and destroyed here (or an existing one is used), so a
+    later `init_distributed` picks its own backend. When `work` raises, rank 0 exits without the
+    barrier and torchrun stops the waiting ranks.
+    """
+    info = init_distributed(torch.device("cpu"))
+    try:
+        if info.is_main:
+            work()
+        barrier(info)
+    finally:
+        shutdown(info)
 
 
 def reduce_sum(value: torch.Tensor, info: DistInfo) -> torch.Tensor:

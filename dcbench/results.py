@@ -60,6 +60,7 @@ class Provenance:
     pretrain_config: str | None = None  # e.g. 'deepcluster_resnet50_8xb64-steplr-200e_in1k'
     benchmark_version: str = BENCHMARK_VERSION
     world_size: int = 1  # processes (GPUs) the benchmark ran on
+    accum_steps: int = 1  # batches per optimizer step (the config's gradient accumulation; 1: none)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class ResultRow:
     seed: int
     time: str
     world_size: int = 1
+    accum_steps: int = 1  # per-process batch = the config's total batch / (world_size x accum_steps)
 
 
 def _now() -> str:
@@ -99,6 +101,7 @@ def rows_from_measurements(prov: Provenance, measurements: Iterable[Measurement]
             value=float(m.value), status="ok", reason=None, engine=m.engine,
             benchmark_version=prov.benchmark_version, config_hash=prov.config_hash,
             git_sha=prov.git_sha, seed=prov.seed, time=time, world_size=prov.world_size,
+            accum_steps=prov.accum_steps,
         )
         for m in measurements
     ]
@@ -112,7 +115,7 @@ def status_row(prov: Provenance, status: Status, reason: str, dataset: str | Non
         dataset=dataset, layer=None, k=None, variant=None, metric=None, value=None,
         status=status, reason=reason, engine=None, benchmark_version=prov.benchmark_version,
         config_hash=prov.config_hash, git_sha=prov.git_sha, seed=prov.seed, time=_now(),
-        world_size=prov.world_size,
+        world_size=prov.world_size, accum_steps=prov.accum_steps,
     )
 
 

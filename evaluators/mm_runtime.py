@@ -1,14 +1,15 @@
 """Running an OpenMMLab model through mmengine's Runner: our hooks and the resume allowlist.
 
-Shared by the mmdetection engine (evaluators.detection.mm_engine); the segmentation runner has
-the same two hooks in evaluators/segmentation/mm_hooks.py and can move onto these.  This module
-imports mmengine: import it lazily, only when a benchmark runs.
+Shared by the mmdetection engine (evaluators.detection.mm_engine) and the segmentation runner
+(evaluators.segmentation.runner).  This module imports mmengine: import it lazily, only when a
+benchmark runs.
 
 - `LoadWeightsHook`: after mmengine initialised the weights (`model.init_weights()` runs between
   `before_run` and the train loop's `before_train`), load our converted backbone into the model
   with a checked, strict load.  On a resumed run (the iteration counter is past 0) the weights
   came from the resumed checkpoint and are left alone.
 - `MetricsRecorder`: every validation's metrics, with the iteration (or epoch) it ran at.
+- `TrainProgress`: the iteration training started at (past 0 when resumed) and how many ran.
 - `resume_allowlist()`: a context in which torch.load with `weights_only=True` (torch's default)
   accepts mmengine's own Runner checkpoints, through the one mmengine allowlist of the project
   (`adapters.safe_load.mmengine_safe_globals`: HistoryBuffer, numpy arrays/scalars, and a
@@ -60,6 +61,23 @@ class MetricsRecorder(Hook):
     def after_val_epoch(self, runner: Any, metrics: Mapping[str, float] | None = None) -> None:
         self.history.append((int(runner.iter), int(runner.epoch),
                              {k: float(v) for k, v in (metrics or {}).items()}))
+
+
+class TrainProgress(Hook):
+    """The iteration this run's training started at (past 0 on a resumed run) and how many it ran."""
+
+    priority = "LOWEST"
+
+    def __init__(self) -> None:
+        self.first_iter: int | None = None
+        self.iters_run = 0
+
+    def before_train(self, runner: Any) -> None:
+        self.first_iter = int(runner.iter)
+
+    def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None,
+                         outputs: Any = None) -> None:
+        self.iters_run += 1
 
 
 def close_file_logs(runner: Any) -> None:

@@ -34,7 +34,8 @@ TABLE_BENCHMARKS: Mapping[str, tuple[str, ...]] = {spec.table_id: spec.benchmark
 KIND_REASONS: Mapping[str, str] = {"published": "no published value for this cell"}
 PROVENANCE_COLUMNS = (
     "time", "benchmark", "dataset", "layer", "k", "variant", "metric", "value", "status", "reason",
-    "engine", "world_size", "checkpoint_sha256", "pretrain_config", "benchmark_version", "config_hash",
+    "engine", "world_size", "accum_steps", "checkpoint_sha256", "pretrain_config", "benchmark_version",
+    "config_hash",
     "git_sha", "seed",
 )
 STATIC_FILES = ("site.css", "sort.js")

@@ -72,3 +72,34 @@ def test_the_lowshot_plot_lands_in_the_benchmark_folder(tmp_path: Path) -> None:
     path = run_all.write_lowshot_plot(store, tmp_path / "work", "dc")
     assert path == tmp_path / "work" / "benchmarks" / "voc07_lowshot" / "voc07_lowshot_map_vs_k.png"
     assert path.stat().st_size > 1000
+
+
+def test_torchrun_tiny_without_ckpt_pretrains_once_under_ddp(tmp_path: Path) -> None:
+    """`torchrun --nproc_per_node 2 run_all.py --tiny`: rank 0 writes the data, the tiny pretrain runs
+    once with both ranks (DDP, gloo), and both evaluate that one checkpoint; rows are written once."""
+    import os
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from adapters.load import load_checkpoint
+
+    root = Path(run_all.__file__).resolve().parent
+    work = tmp_path / "torchrun"
+    probe = ["linear_imagenet.lr=0", "linear_imagenet.epochs=1", "linear_imagenet.milestones=[]"]
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+            str(root / "run_all.py"), "--tiny", "--work-dir", str(work), "--benchmarks", "linear_imagenet",
+            "--device", "cpu", *[arg for item in probe for arg in ("--set", item)]]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    done = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    log = [json.loads(line) for line in (work / "pretrain" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == list(range(len(log))) and len(log) > 1  # one pretrain, not two
+    digests = [r["assignment_digests"] for r in log]  # per epoch: one per rank, and the ranks agree
+    assert all(len(d) == 2 and len(set(d)) == 1 for d in digests)
+    final = work / "pretrain" / f"epoch_{len(log) - 1:04d}.pth"
+    rows = pd.read_json(work / "results.jsonl", lines=True, dtype=False)
+    assert set(rows["status"]) == {"ok"} and set(rows["world_size"]) == {2}
+    assert not rows.duplicated(["benchmark", "dataset", "layer", "metric"]).any()  # rank 0 wrote, once
+    assert set(rows["checkpoint_sha256"]) == {load_checkpoint(final).sha256}  # the one pretrained file

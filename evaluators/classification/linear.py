@@ -25,10 +25,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from dcbench.backbone import ALL_TAPS, LAYERS, TAP_SPECS, Backbone
-from dcbench.config import config_hash, replace
+from dcbench.config import config_hash, execution_detail, replace
 from dcbench.context import RunContext
 from dcbench.datasets.common import ImageListDataset
-from dcbench.distributed import init_distributed, per_rank_batch, unwrap, wrap_ddp
+from dcbench.distributed import init_distributed, unwrap, wrap_ddp
 from dcbench.optim import split_norm_params
 from dcbench.results import Measurement
 from evaluators.classification import loop
@@ -103,6 +103,9 @@ class Config:
     # False: val after the last epoch only ("Top-1 result of the last epoch is reported", OpenSelfSup
     # docs/MODEL_ZOO.md, ImageNet (Multi)); True: val after every epoch, rows add the best epoch's top-1
     val_every_epoch: bool = False
+    # gradient accumulation: batches of batch_size / (world size x accum_steps) per forward, accum_steps
+    # of them per SGD step (loop.micro_batch); an execution detail, outside the config hash (see README)
+    accum_steps: int = execution_detail(1)
     source: str = SOURCE_IMAGENET
 
 
@@ -173,8 +176,8 @@ def validate_config(config: Config) -> None:
         problems.append(
             f"train_transform must be one of {TRAIN_TRANSFORMS}, got {config.train_transform!r}"
         )
-    if config.epochs < 1 or config.batch_size < 1 or config.eval_batch_size < 1:
-        problems.append("epochs, batch_size and eval_batch_size must be positive")
+    if config.epochs < 1 or config.batch_size < 1 or config.eval_batch_size < 1 or config.accum_steps < 1:
+        problems.append("epochs, batch_size, eval_batch_size and accum_steps must be positive")
     if list(config.milestones) != sorted(config.milestones):
         problems.append(f"milestones must be increasing, got {list(config.milestones)}")
     if problems:
@@ -246,9 +249,12 @@ def fit_probe(
             history.append(validate())
         save_state(path, _state(key, done, heads, optimizer, None, history), dist)
 
-    loader = train_loader(train_set, per_rank_batch(config.batch_size, dist), dist, ctx.seed, ctx.num_workers)
+    batch = loop.micro_batch(config.batch_size, dist, config.accum_steps)
+    LOG.info("probe batch %d = %d process(es) x %d accumulation step(s) x %d", config.batch_size,
+             dist.world_size, config.accum_steps, batch)
+    loader = train_loader(train_set, batch, dist, ctx.seed, ctx.num_workers)
     plan = loop.EpochPlan(config.epochs, config.milestones, config.gamma, ctx.seed, f"{config.dataset} probe",
-                          ctx.progress)
+                          ctx.progress, config.accum_steps)
     loop.train_epochs(model, loss_of, optimizer, loader, plan, start, dist, after_epoch)
     if metrics is None:
         done = config.val_every_epoch and len(history) == config.epochs

@@ -2,8 +2,11 @@
 
 `train_epochs` runs the remaining epochs of a step schedule: per-(epoch, rank) augmentation seed,
 the sampler's epoch, the lr of the epoch, one `train_epoch`, then the caller's `after_epoch`
-(checks and the state file). `evaluate` gives top-1 / top-5 of every named output over the whole
-split, counts summed over ranks. `deterministic_mode` wraps a run in torch's deterministic mode.
+(checks and the state file). With `EpochPlan.accum_steps` k > 1 the loader's batches are
+micro-batches (`micro_batch`: total / (world size x k) per process) and k of them make one
+optimizer step (gradient accumulation; see `train_epoch`). `evaluate` gives top-1 / top-5 of every
+named output over the whole split, counts summed over ranks. `deterministic_mode` wraps a run in
+torch's deterministic mode.
 """
 
 from __future__ import annotations
@@ -38,6 +41,18 @@ class EpochPlan:
     seed: int
     label: str  # e.g. "imagenet probe" or "lr0.1_head10"
     progress: bool = True
+    accum_steps: int = 1  # loader batches (micro-batches) per optimizer step
+
+
+def micro_batch(total: int, dist: DistInfo, accum_steps: int = 1) -> int:
+    """One forward pass's batch on this process: the total batch / (world size x accum_steps)."""
+    if accum_steps < 1:
+        raise ValueError(f"accum_steps must be at least 1, got {accum_steps}")
+    parts = dist.world_size * accum_steps
+    if total % parts:
+        raise ValueError(f"total batch size {total} is not divisible by the world size {dist.world_size} "
+                         f"x accum_steps {accum_steps} = {parts}")
+    return total // parts
 
 
 def train_epochs(
@@ -50,31 +65,57 @@ def train_epochs(
         loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
         set_epoch_lr(optimizer, epoch, plan.milestones, plan.gamma)
         desc = f"{plan.label} epoch {epoch + 1}/{plan.epochs}"
-        loss = train_epoch(model, loss_of, optimizer, loader, dist, plan.progress, desc)
+        loss = train_epoch(model, loss_of, optimizer, loader, dist, plan.progress, desc,
+                           accum_steps=plan.accum_steps)
         LOG.info("%s: loss %.4f", desc, loss)
         after_epoch(epoch + 1, loss)
 
 
 def train_epoch(
     model: nn.Module, loss_of: LossFn, optimizer: torch.optim.Optimizer, loader: DataLoader,
-    dist: DistInfo, progress: bool, desc: str,
+    dist: DistInfo, progress: bool, desc: str, accum_steps: int = 1,
 ) -> float:
-    """One pass over `loader` with `model` in train mode; the mean loss of this rank."""
+    """One pass over `loader` with `model` in train mode; the mean loss of this rank's optimizer steps.
+
+    Every `accum_steps` consecutive loader batches (the last group may be shorter) make one optimizer
+    step; each batch's loss is weighted by its share of the group's samples, so the step's gradient
+    is that of the mean loss over the group, what one batch of the group's samples gives (exactly,
+    up to float rounding, for a model without batch statistics: the frozen probes' Linear heads;
+    a BatchNorm in train mode sees the micro-batch). With 1 this is the plain loop, bit for bit.
+    """
     model.train()
     total, steps = torch.zeros((), device=dist.device), 0
-    for images, target in tqdm(loader, desc=desc, disable=not (progress and dist.is_main), leave=False):
+    count, remaining, group = len(loader), len(loader.sampler), 0  # type: ignore[arg-type]
+    step_loss = torch.zeros((), device=dist.device)
+    for i, (images, target) in enumerate(tqdm(loader, desc=desc, disable=not (progress and dist.is_main),
+                                              leave=False)):
         images = images.to(dist.device, non_blocking=True)
         target = target.to(dist.device, non_blocking=True)
-        loss = loss_of(images, target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total += loss.detach()
-        steps += 1
+        if i % accum_steps == 0:  # a new group: its sample count weights its batches' losses
+            group = min(int(loader.batch_size or len(target)) * accum_steps, remaining)
+            remaining -= group
+            optimizer.zero_grad(set_to_none=True)
+            step_loss = torch.zeros((), device=dist.device)
+        last = (i + 1) % accum_steps == 0 or i + 1 == count
+        with _gradient_sync(model, last):
+            loss = loss_of(images, target) * (len(target) / group)
+            loss.backward()
+        step_loss += loss.detach()
+        if last:
+            optimizer.step()
+            total += step_loss
+            steps += 1
     mean = float(total) / max(steps, 1)
     if not torch.isfinite(torch.tensor(mean)):
         LOG.warning("non-finite training loss (%s) in %s", mean, desc)
     return mean
+
+
+def _gradient_sync(model: nn.Module, sync: bool) -> contextlib.AbstractContextManager:
+    """DDP's `no_sync` for the batches of a group before its last (their gradients stay local)."""
+    if sync or not isinstance(model, nn.parallel.DistributedDataParallel):
+        return contextlib.nullcontext()
+    return model.no_sync()
 
 
 def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks: Sequence[int] = (1, 5)) -> torch.Tensor:

@@ -27,10 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from dcbench.backbone import TAP_SPECS, Backbone
-from dcbench.config import replace, to_dict
+from dcbench.config import execution_detail, protocol_dict, replace
 from dcbench.context import RunContext
 from dcbench.datasets.common import ImageListDataset
-from dcbench.distributed import DistInfo, barrier, init_distributed, per_rank_batch, unwrap, wrap_ddp
+from dcbench.distributed import DistInfo, barrier, init_distributed, unwrap, wrap_ddp
 from dcbench.fileio import atomic_write_text
 from dcbench.results import Measurement
 from evaluators.classification import loop
@@ -86,6 +86,9 @@ class Config:
     resize_size: int = 256
     interpolation: str = "bilinear"
     deterministic: bool = True
+    # gradient accumulation (loop.micro_batch): an execution detail, outside the config hash; the
+    # fine-tuned trunk's BatchNorm then sees micro-batch statistics, as it sees per-GPU ones (README)
+    accum_steps: int = execution_detail(1)
     source: str = SOURCE_1PCT
 
 
@@ -167,8 +170,8 @@ def validate_config(config: Config) -> None:
         problems.append(f"settings must be one of {SETTINGS}, got {config.settings!r}")
     if not config.sobel_settings or any(len(pair) != 2 for pair in config.sobel_settings):
         problems.append(f"sobel_settings must be (lr, head multiplier) pairs, got {config.sobel_settings!r}")
-    if config.epochs < 1 or config.batch_size < 1 or config.eval_batch_size < 1:
-        problems.append("epochs, batch_size and eval_batch_size must be positive")
+    if config.epochs < 1 or config.batch_size < 1 or config.eval_batch_size < 1 or config.accum_steps < 1:
+        problems.append("epochs, batch_size, eval_batch_size and accum_steps must be positive")
     if problems:
         raise ValueError("bad semisup Config: " + "; ".join(problems))
 
@@ -194,7 +197,7 @@ def run(backbone: Backbone, data_root: Path, config: Config, ctx: RunContext) ->
 
 def setting_key(config: Config, lr: float, head_lr_mult: float, checkpoint_sha256: str, seed: int) -> str:
     """What a setting's result depends on: the config without the grid, the setting, checkpoint, seed."""
-    fields = {k: v for k, v in to_dict(config).items() if k not in GRID_FIELDS}
+    fields = {k: v for k, v in protocol_dict(config).items() if k not in GRID_FIELDS}
     payload = json.dumps({"config": fields, "lr": lr, "head_lr_mult": head_lr_mult,
                           "checkpoint": checkpoint_sha256, "seed": seed}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
@@ -251,9 +254,10 @@ def fine_tune(
                  "optimizer": optimizer.state_dict()}
         save_state(state_path, state, dist)
 
-    loader = train_loader(data[0], per_rank_batch(config.batch_size, dist), dist, ctx.seed, ctx.num_workers)
+    batch = loop.micro_batch(config.batch_size, dist, config.accum_steps)
+    loader = train_loader(data[0], batch, dist, ctx.seed, ctx.num_workers)
     plan = loop.EpochPlan(config.epochs, config.milestones, config.gamma, ctx.seed, variant_name(lr, mult),
-                          ctx.progress)
+                          ctx.progress, config.accum_steps)
     loop.train_epochs(model, lambda images, target: F.cross_entropy(model(images), target), optimizer,
                       loader, plan, start, dist, after_epoch)
     val = val_loader(data[1], config.eval_batch_size, dist, ctx.num_workers)

@@ -33,6 +33,7 @@ from evaluators.detection.mm_configs import (
     train_loader,
     train_pipeline,
 )
+from evaluators.mm_checkpoints import remove_checkpoints  # noqa: F401  (voc0712 / coco call it here)
 
 INSTALL_HINT = (
     "the mmdetection engine needs mmdet==3.3.0, mmengine==0.10.7 and mmcv==2.1.0 with its compiled ops: "
@@ -204,9 +205,3 @@ def train_and_validate(cfg_dict: Mapping[str, Any], backbone: Backbone, arch: st
     if not (loader.loaded or loader.resumed):
         raise RuntimeError("the backbone was never loaded into the detector (before_train did not run)")
     return last_validation(recorder.history, p)
-
-
-def remove_checkpoints(work_dir: Path) -> None:
-    """Delete mmengine's checkpoints (~300 MB each) once a trial's metrics are safe."""
-    for path in [*work_dir.glob("*.pth"), work_dir / "last_checkpoint"]:
-        path.unlink(missing_ok=True)

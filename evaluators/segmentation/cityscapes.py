@@ -43,7 +43,7 @@ class Config(SegConfig):
         align_corners=True, slide=SlideWindow(crop=(769, 769), stride=(513, 513)),
         source="mmseg configs/_base_/models/fcn_r50-d8.py + fcn_r50-d8_4xb2-40k_cityscapes-769x769.py",
     )
-    schedule: Schedule = Schedule(max_iters=40000, val_interval=4000,
+    schedule: Schedule = Schedule(max_iters=40000, val_interval=4000, checkpoint_interval=4000,
                                   source="mmseg configs/_base_/schedules/schedule_40k.py")
     pipeline: Pipeline = Pipeline(
         crop_size=(769, 769), scale=(2049, 1025), pad_to_crop=False, images_per_gpu=2, reference_gpus=4,
@@ -54,7 +54,8 @@ class Config(SegConfig):
 
 TINY = Config(
     model=FCNModel(align_corners=True, slide=SlideWindow(crop=(64, 64), stride=(43, 43)), source="CI-sized"),
-    schedule=Schedule(max_iters=4, val_interval=4, log_interval=1, source="CI-sized"),
+    schedule=Schedule(max_iters=4, val_interval=4, log_interval=1, checkpoint_interval=2,
+                      source="CI-sized"),
     pipeline=Pipeline(crop_size=(64, 64), scale=(128, 64), pad_to_crop=False, images_per_gpu=2,
                       reference_gpus=1, source="CI-sized"),
     source="CI-sized variant of fcn_r50-d8_4xb2-40k_cityscapes-769x769",

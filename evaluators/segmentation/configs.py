@@ -20,6 +20,8 @@ Reference values and where they come from (mmsegmentation 1.x, the configs MMSel
 - Cityscapes: `configs/fcn/fcn_r50-d8_4xb2-40k_cityscapes-769x769.py` + `_base_/datasets/
   cityscapes_769x769.py`: 769x769 crops, scale (2049,1025); 4 GPUs x 2 images; 40k iterations,
   val every 4k; align_corners True; slide inference, window 769, stride 513.
+- resume points: the schedules' CheckpointHook (every 2k / 4k iterations, by iteration); we keep
+  the newest `MAX_KEEP_CHECKPOINTS` (a torn newest file leaves the one before it to resume from).
 
 We train in one process: the batch is images_per_gpu x reference_gpus (16 / 8), so the total
 batch, the learning rate and the BatchNorm statistics (SyncBN over all GPUs) match the reference.
@@ -32,10 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dcbench.config import execution_detail
+
 MMSEG_SOURCE = "mmsegmentation 1.x configs (MMSelfSup 1.x configs/benchmarks/mmsegmentation inherit them)"
 BACKBONE_TYPE = "ResNet"  # MMSelfSup's benchmark backbone; torchvision keys fit it one to one
 SOBEL_BACKBONE_TYPE = "SobelResNet"  # ours, registered by evaluators.segmentation.mm_backbone
 SOBEL_CHANNELS = 2
+MAX_KEEP_CHECKPOINTS = 2  # mmengine iteration checkpoints kept while a run trains (deleted after it)
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,9 @@ class Schedule:
     poly_power: float = 0.9
     min_lr: float = 1e-4
     log_interval: int = 50
+    # default_hooks.checkpoint interval of schedule_20k.py (schedule_40k.py: 4000): the resume points.
+    # An execution detail (dcbench.config): it changes where a rerun can continue, not the numbers.
+    checkpoint_interval: int = execution_detail(2000)
     source: str = "mmseg configs/_base_/schedules/schedule_20k.py"
 
 
@@ -260,11 +268,12 @@ def schedule_dicts(s: Schedule) -> dict[str, Any]:
 
 
 def runtime_dicts(s: Schedule, seed: int) -> dict[str, Any]:
-    """mmseg `_base_/default_runtime.py`, less what we never use.
+    """mmseg `_base_/default_runtime.py` + the schedule's CheckpointHook, less what we never use.
 
-    No CheckpointHook: mmengine's own checkpoints hold pickled objects that torch.load with
-    weights_only=True refuses, and we never load a file any other way, so a run restarts from
-    iteration 0 instead of resuming.  No SegVisualizationHook (it only draws on request).
+    CheckpointHook writes `iter_<N>.pth` (model, optimizer, schedulers, message hub) into the
+    work_dir every `checkpoint_interval` iterations and at the end, keeping the newest
+    `MAX_KEEP_CHECKPOINTS`; the runner resumes from them (`resume` / `load_from` are set there,
+    per run, from what is on disk).  No SegVisualizationHook (it only draws on request).
     """
     return {
         "default_scope": "mmseg",
@@ -274,7 +283,8 @@ def runtime_dicts(s: Schedule, seed: int) -> dict[str, Any]:
             "timer": {"type": "IterTimerHook"},
             "logger": {"type": "LoggerHook", "interval": s.log_interval, "log_metric_by_epoch": False},
             "param_scheduler": {"type": "ParamSchedulerHook"},
-            "checkpoint": None,
+            "checkpoint": {"type": "CheckpointHook", "by_epoch": False, "interval": s.checkpoint_interval,
+                           "max_keep_ckpts": MAX_KEEP_CHECKPOINTS, "save_last": True},
             "sampler_seed": {"type": "DistSamplerSeedHook"},
         },
         "log_processor": {"by_epoch": False},

@@ -46,7 +46,8 @@ class Config(SegConfig):
 
 
 TINY = Config(
-    schedule=Schedule(max_iters=4, val_interval=4, log_interval=1, source="CI-sized"),
+    schedule=Schedule(max_iters=4, val_interval=4, log_interval=1, checkpoint_interval=2,
+                      source="CI-sized"),
     pipeline=Pipeline(crop_size=(64, 64), scale=(128, 64), images_per_gpu=2, reference_gpus=1,
                       source="CI-sized"),
     source="CI-sized variant of fcn_r50-d8_4xb4-20k_voc12aug-512x512",

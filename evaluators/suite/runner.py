@@ -86,6 +86,7 @@ def provenance(name: str, spec: BenchmarkSpec, backbone: Backbone, settings: Sui
         model=settings.model, checkpoint_sha256=backbone.sha256, benchmark=name,
         config_hash=config_hash(config), seed=settings.seed, git_sha=settings.git_sha,
         pretrain_config=backbone.pretrain_config, world_size=world()[1],
+        accum_steps=int(getattr(config, "accum_steps", 1)),
     )
 
 

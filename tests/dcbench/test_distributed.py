@@ -4,7 +4,15 @@ import pytest
 import torch
 from torch import nn
 
-from dcbench.distributed import DistInfo, init_distributed, per_rank_batch, reduce_sum, unwrap, wrap_ddp
+from dcbench.distributed import (
+    DistInfo,
+    init_distributed,
+    on_main_rank,
+    per_rank_batch,
+    reduce_sum,
+    unwrap,
+    wrap_ddp,
+)
 
 
 def test_single_process_uses_the_given_device_and_identity_helpers(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -23,3 +31,12 @@ def test_per_rank_batch_splits_the_total_batch() -> None:
     assert per_rank_batch(256, DistInfo(1, 4, torch.device("cpu"))) == 64
     with pytest.raises(ValueError, match="not divisible"):
         per_rank_batch(256, DistInfo(0, 3, torch.device("cpu")))
+
+
+def test_on_main_rank_runs_the_work_once_in_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    calls: list[int] = []
+    on_main_rank(lambda: calls.append(1))
+    assert calls == [1] and not torch.distributed.is_initialized()
+    with pytest.raises(KeyError):
+        on_main_rank(lambda: {}["missing"])  # the work's error reaches the caller

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dcbench.backbone import Backbone, build_resnet50
-from dcbench.config import replace
+from dcbench.config import config_hash, replace
 from evaluators.classification import avgpool as linear_avgpool
 from evaluators.classification import linear, loop
 
@@ -90,3 +90,28 @@ def test_only_the_avgpool_tap_is_accepted(backbone, tmp_path, make_ctx) -> None:
     cfg = replace(linear_avgpool.TINY, layers=("feature5",))
     with pytest.raises(ValueError, match="avgpool"):
         linear_avgpool.run(backbone, tmp_path, cfg, make_ctx(tmp_path))
+
+
+def test_gradient_accumulation_trains_the_same_probe_as_the_whole_batch(
+    backbone, cls_data_root, tmp_path, make_ctx
+) -> None:
+    """2 accumulation steps x batch 4 = 1 x batch 8 on the BatchNorm-free AvgPool probe (frozen trunk)."""
+    whole = replace(linear_avgpool.TINY, batch_size=8, epochs=1, milestones=(1,))
+    accum = replace(whole, accum_steps=2)
+    assert config_hash(accum) == config_hash(whole)  # an execution detail: the same cell, the same state key
+    runs = {}
+    for name, cfg in (("whole", whole), ("accum", accum)):
+        ctx = make_ctx(tmp_path / name)
+        rows = linear_avgpool.run(backbone, cls_data_root, cfg, ctx)
+        state = torch.load(ctx.work_dir / linear.STATE_FILE, map_location="cpu", weights_only=True)
+        runs[name] = ({(r.metric): r.value for r in rows}, state["heads"])
+    (rows_whole, heads_whole), (rows_accum, heads_accum) = runs["whole"], runs["accum"]
+    assert heads_whole.keys() == heads_accum.keys()
+    diff = max(float((heads_whole[k] - heads_accum[k]).abs().max()) for k in heads_whole)
+    scale = max(float(v.abs().max()) for v in heads_whole.values())
+    # float32 rounding only: ~6e-7 of the largest weight measured (lr 30 makes the weights large); a
+    # wrong weighting of the micro-batches would be off by a factor, not by rounding
+    assert diff <= 1e-5 * max(scale, 1.0)
+    assert rows_accum == rows_whole
+    with pytest.raises(ValueError, match=r"world size 1 x accum_steps 3 = 3"):
+        linear_avgpool.run(backbone, cls_data_root, replace(whole, accum_steps=3), make_ctx(tmp_path / "bad"))

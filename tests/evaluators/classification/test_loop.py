@@ -59,3 +59,32 @@ def test_deterministic_mode_is_restored() -> None:
         assert torch.are_deterministic_algorithms_enabled()
         assert torch.backends.cudnn.deterministic
     assert torch.are_deterministic_algorithms_enabled() == before
+
+
+@pytest.mark.parametrize("samples", [24, 26, 22])  # whole groups, a 2-sample tail, a 6-sample tail
+def test_accumulated_micro_batches_step_as_the_whole_batch(samples: int) -> None:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(samples, 4, generator=g)
+    data = torch.utils.data.TensorDataset(x, (x[:, 1] > 0).long())
+    weights = []
+    for batch, accum in ((8, 1), (4, 2), (2, 4)):
+        torch.manual_seed(0)
+        model = nn.Linear(4, 2)
+        opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+        loader = train_loader(data, batch, CPU, seed=0, num_workers=0)
+        loader.sampler.set_epoch(0)
+        start = torch.cat([p.detach().flatten() for p in model.parameters()])
+        loop.train_epoch(model, lambda x, y, m=model: nn.functional.cross_entropy(m(x), y), opt, loader, CPU,
+                         False, "toy", accum_steps=accum)
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+        assert not torch.equal(weights[-1], start)  # it trained
+    assert all(torch.allclose(w, weights[0], atol=1e-6, rtol=0) for w in weights[1:])
+
+
+def test_micro_batch_splits_the_total_over_processes_and_steps() -> None:
+    four = DistInfo(0, 4, torch.device("cpu"))
+    assert loop.micro_batch(256, CPU) == 256 and loop.micro_batch(256, four, 2) == 32
+    with pytest.raises(ValueError, match=r"256 is not divisible by the world size 4 x accum_steps 3 = 12"):
+        loop.micro_batch(256, four, 3)
+    with pytest.raises(ValueError, match="at least 1"):
+        loop.micro_batch(256, CPU, 0)

@@ -121,7 +121,7 @@ def test_an_unfinished_setting_resumes_after_its_last_epoch(
     cfg = replace(semisup.TINY, lrs=(0.01,), head_lr_mults=(10.0,), epochs=2)
     calls: list[str] = []
 
-    def no_training(model, loss_of, optimizer, loader, dist, progress, desc):
+    def no_training(model, loss_of, optimizer, loader, dist, progress, desc, accum_steps=1):
         calls.append(desc)
         if len(calls) == 2:
             raise KeyboardInterrupt("simulated interruption")
@@ -132,7 +132,7 @@ def test_an_unfinished_setting_resumes_after_its_last_epoch(
         semisup.run(backbone, cls_data_root, cfg, make_ctx(tmp_path))
     assert (tmp_path / "work" / "lr0.01_head10" / semisup.STATE_FILE).exists()
     resumed: list[str] = []
-    monkeypatch.setattr(loop, "train_epoch", lambda *args: resumed.append(args[-1]) or 0.0)
+    monkeypatch.setattr(loop, "train_epoch", lambda *args, **kw: resumed.append(args[-1]) or 0.0)
     rows = semisup.run(backbone, cls_data_root, cfg, make_ctx(tmp_path))
     assert resumed == ["lr0.01_head10 epoch 2/2"] and len(rows) == 2
 

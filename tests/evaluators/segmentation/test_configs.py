@@ -6,9 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from dcbench.config import ConfigError, config_hash, from_dict, to_dict
+from dcbench.config import ConfigError, config_hash, from_dict, replace, to_dict
 from evaluators.segmentation import cityscapes, voc12aug
-from evaluators.segmentation.configs import BACKBONE_TYPE, SOBEL_BACKBONE_TYPE, mmseg_config
+from evaluators.segmentation.configs import (
+    BACKBONE_TYPE,
+    MAX_KEEP_CHECKPOINTS,
+    SOBEL_BACKBONE_TYPE,
+    mmseg_config,
+)
 
 
 def _cfg(module, config, tmp_path: Path, sobel: bool = False) -> dict:
@@ -108,10 +113,18 @@ def test_cityscapes_matches_mmseg(tmp_path: Path) -> None:
     assert cfg["val_dataloader"]["dataset"]["data_prefix"]["img_path"] == "leftImg8bit/val"
 
 
-def test_runtime_never_checkpoints_or_resumes(tmp_path: Path) -> None:
+def test_runtime_checkpoints_at_the_schedules_interval_and_resumes_only_when_the_runner_says(
+    tmp_path: Path,
+) -> None:
     cfg = _cfg(voc12aug, voc12aug.TINY, tmp_path)
-    assert cfg["default_hooks"]["checkpoint"] is None
-    assert cfg["resume"] is False and cfg["load_from"] is None
+    hook = cfg["default_hooks"]["checkpoint"]
+    assert hook["type"] == "CheckpointHook" and hook["by_epoch"] is False
+    assert hook["interval"] == voc12aug.TINY.schedule.checkpoint_interval < voc12aug.TINY.schedule.max_iters
+    assert hook["max_keep_ckpts"] == MAX_KEEP_CHECKPOINTS
+    assert cfg["resume"] is False and cfg["load_from"] is None  # the runner sets them from what is on disk
+    reference = {m: _cfg(m, m.Config(), tmp_path)["default_hooks"]["checkpoint"]["interval"]
+                 for m in (voc12aug, cityscapes)}
+    assert reference == {voc12aug: 2000, cityscapes: 4000}  # mmseg schedule_20k.py / schedule_40k.py
     assert cfg["randomness"]["seed"] == 3 and cfg["work_dir"] == str(tmp_path / "work")
     assert cfg["train_dataloader"]["persistent_workers"] is False  # num_workers 0
 
@@ -121,6 +134,9 @@ def test_configs_round_trip_and_reject_unknown_keys(module) -> None:
     for config in (module.Config(), module.TINY):
         assert from_dict(module.Config, to_dict(config)) == config
     assert config_hash(module.Config()) != config_hash(module.TINY)
+    # where a run can resume is an execution detail: not part of the hash (the same finished cell)
+    other = replace(module.TINY, schedule=replace(module.TINY.schedule, checkpoint_interval=1))
+    assert config_hash(other) == config_hash(module.TINY) and other != module.TINY
     with pytest.raises(ConfigError, match="crop"):
         from_dict(module.Config, {"pipeline": {"crop": [64, 64]}})
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -51,12 +52,12 @@ def test_not_a_checkpoint_dict_is_refused(tmp_path: Path) -> None:
 
 
 def test_final_metrics_are_the_last_iterations() -> None:
-    history = [(2, {"mIoU": 1.0}), (4, {"mIoU": 2.5, "aAcc": 50.0})]
+    history = [(2, 0, {"mIoU": 1.0}), (4, 0, {"mIoU": 2.5000000953674316, "aAcc": 50.0})]  # float32 2.5
     assert runner.final_metrics(history, 4) == {"mIoU": 2.5, "aAcc": 50.0}
     with pytest.raises(RuntimeError, match="no validation ran at iteration 6"):
         runner.final_metrics(history, 6)
     with pytest.raises(RuntimeError, match="finite mIoU"):
-        runner.final_metrics([(4, {"mIoU": math.nan})], 4)
+        runner.final_metrics([(4, 0, {"mIoU": math.nan})], 4)
 
 
 @pytest.mark.parametrize("module", [voc12aug, cityscapes])
@@ -141,6 +142,69 @@ def test_tiny_train_and_eval_gives_finite_miou(tmp_path: Path, seg_data_root: Pa
     assert dataclasses.asdict(measurement)["engine"] == "mmseg"
 
 
+class Preempted(RuntimeError):
+    """Stands for the job being killed between two iterations."""
+
+
+def _train_log(ctx) -> list[dict]:
+    return [json.loads(line) for line in (ctx.work_dir / runner.TRAIN_LOG_NAME).read_text().splitlines()]
+
+
+def _torn_newest_checkpoint_is_skipped(real: Path, folder: Path, later: int) -> None:
+    """A newest file torn by a kill mid-write is skipped, with a warning naming it, for the one before
+    it; with nothing readable left the run starts again at iteration 0 (resume_point is None)."""
+    from evaluators.mm_checkpoints import resume_point
+
+    folder.mkdir()
+    os.link(real, folder / real.name)  # the real checkpoint of the interrupted run, not a copy
+    with real.open("rb") as fh:
+        (folder / f"iter_{later}.pth").write_bytes(fh.read(real.stat().st_size // 2))
+    with pytest.warns(RuntimeWarning, match=f"iter_{later}.pth"):
+        assert resume_point(folder) == folder / real.name
+    (folder / real.name).unlink()
+    with pytest.warns(RuntimeWarning, match="truncated"):
+        assert resume_point(folder) is None
+
+
+def test_interrupted_run_resumes_from_its_last_checkpoint(
+    tmp_path: Path, seg_data_root: Path, random_backbone: Backbone, monkeypatch: pytest.MonkeyPatch, make_ctx,
+) -> None:
+    pytest.importorskip("mmseg")
+    from evaluators import mm_runtime
+    from evaluators.mm_checkpoints import checkpoints
+
+    config, ctx = voc12aug.TINY, make_ctx(tmp_path)
+    interval, total = config.schedule.checkpoint_interval, config.schedule.max_iters
+    assert 0 < interval < total
+    mm_dir = ctx.work_dir / runner.MM_WORK_SUBDIR
+
+    def killed(hook: object, mm_runner: object, batch_idx: int, data_batch: object = None) -> None:
+        if mm_runner.iter == interval:  # type: ignore[attr-defined]  (the first checkpoint is on disk)
+            raise Preempted(f"killed before iteration {interval + 1}")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(mm_runtime.TrainProgress, "before_train_iter", killed)
+        with pytest.raises(Preempted):
+            voc12aug.run(random_backbone, seg_data_root, config, ctx)
+    assert [p.name for p in checkpoints(mm_dir)] == [f"iter_{interval}.pth"]
+    assert not (ctx.work_dir / runner.METRICS_NAME).exists()
+    _torn_newest_checkpoint_is_skipped(mm_dir / f"iter_{interval}.pth", tmp_path / "torn", total)
+
+    loads: list[str] = []
+    real_load = runner.load_backbone_checkpoint
+    monkeypatch.setattr(runner, "load_backbone_checkpoint",
+                        lambda module, path: (loads.append(path.name), real_load(module, path)))
+    (measurement,) = voc12aug.run(random_backbone, seg_data_root, config, ctx)
+    first, second = _train_log(ctx)
+    assert (first["first_iter"], first["iters_run"], first["resumed_from"]) == (0, interval, None)
+    assert second["first_iter"] == interval > 0 and second["resumed_from"] == f"iter_{interval}.pth"
+    assert second["iters_run"] == total - interval < total  # only the remaining iterations ran
+    assert loads == []  # resumed: the checkpoint's trained weights, not the initial backbone
+    assert math.isfinite(measurement.value) and 0.0 <= measurement.value <= 100.0
+    assert json.loads((ctx.work_dir / runner.METRICS_NAME).read_text())["mIoU"] == measurement.value
+    assert checkpoints(mm_dir) == [] and not (mm_dir / "last_checkpoint").exists()  # deleted after success
+
+
 def test_sobel_resnet_loads_the_2_channel_stem_and_filters_the_normalised_image(
     tmp_path: Path, sobel_backbone: Backbone,
 ) -> None:
@@ -181,25 +245,25 @@ def test_tiny_sobel_run_trains_conv1_and_keeps_the_filter_fixed(
     tmp_path: Path, seg_data_root: Path, sobel_backbone: Backbone, monkeypatch: pytest.MonkeyPatch, make_ctx,
 ) -> None:
     pytest.importorskip("mmseg")
-    from evaluators.segmentation import mm_hooks
+    from evaluators import mm_runtime
 
     loaded: list[torch.nn.Module] = []
     stem_equal: list[bool] = []
     trained_ids: set[int] = set()
-    real_load, real_before_train = runner.load_backbone_checkpoint, mm_hooks.LoadBackboneHook.before_train
+    real_load, real_before_train = runner.load_backbone_checkpoint, mm_runtime.LoadWeightsHook.before_train
 
     def spy_load(target: torch.nn.Module, path: Path) -> None:
         real_load(target, path)
         loaded.append(target)
         stem_equal.append(torch.equal(target.conv1.weight.cpu(), sobel_backbone.state_dict["conv1.weight"]))
 
-    def spy_before_train(hook: mm_hooks.LoadBackboneHook, mm_runner: object) -> None:
+    def spy_before_train(hook: mm_runtime.LoadWeightsHook, mm_runner: object) -> None:
         real_before_train(hook, mm_runner)
         groups = mm_runner.optim_wrapper.optimizer.param_groups  # type: ignore[attr-defined]
         trained_ids.update(id(p) for group in groups for p in group["params"])
 
     monkeypatch.setattr(runner, "load_backbone_checkpoint", spy_load)
-    monkeypatch.setattr(mm_hooks.LoadBackboneHook, "before_train", spy_before_train)
+    monkeypatch.setattr(mm_runtime.LoadWeightsHook, "before_train", spy_before_train)
     (measurement,) = voc12aug.run(sobel_backbone, seg_data_root, voc12aug.TINY, make_ctx(tmp_path))
     assert math.isfinite(measurement.value) and 0.0 <= measurement.value <= 100.0
     (model,) = loaded

@@ -59,6 +59,15 @@ def test_child_argv_carries_the_overrides_of_its_own_benchmark_only() -> None:
     assert lin[lin.index("--num-gpus") + 1] == "2"
 
 
+def test_accumulation_is_set_like_any_field_and_keeps_the_cell() -> None:
+    names = ["linear_imagenet", "linear_avgpool_imagenet", "semisup_1pct"]
+    base = make_jobs(names, EVALUATORS, tiny=False)
+    accum = make_jobs(names, EVALUATORS, tiny=False, overrides=[f"{n}.accum_steps=2" for n in names])
+    assert [j.config.accum_steps for j in accum] == [2] * 3
+    assert [j.config.accum_steps for j in base] == [1] * 3
+    assert [j.config_hash for j in accum] == [j.config_hash for j in base]  # same protocol, same table cell
+
+
 def test_overrides_are_checked() -> None:
     with pytest.raises(ConfigError, match="unknown config key"):
         make_jobs(["linear_imagenet"], EVALUATORS, tiny=True, overrides=["linear_imagenet.epoch=3"])

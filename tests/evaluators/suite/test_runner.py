@@ -58,3 +58,20 @@ def test_outcomes_are_rows_and_failures_do_not_stop_the_run(tmp_path, backbone) 
     assert frame.loc[2, "value"] == 3.0  # the tiny config was used
     assert frame.loc[2, "checkpoint_sha256"] == "f" * 64
     assert "failed" in format_summary(outcomes)
+
+
+@dataclass(frozen=True)
+class AccumCfg:
+    value: float = 1.0
+    accum_steps: int = 1
+
+
+def test_rows_record_the_configs_accumulation(tmp_path, backbone) -> None:
+    settings = SuiteSettings(data_root=tmp_path / "data", work_dir=tmp_path / "w", model="m", tiny=True,
+                             seed=0, device=torch.device("cpu"), git_sha="abc")
+    store = ResultStore(tmp_path / "r.jsonl")
+    registry = {"good": BenchmarkSpec("voc_svm", _ok, AccumCfg(), AccumCfg(accum_steps=4)),
+                "other": BenchmarkSpec("voc_svm", _missing, Cfg(), Cfg())}
+    run_suite(["good", "other"], backbone, settings, store, registry=registry)
+    frame = store.read()
+    assert list(frame["accum_steps"]) == [4, 1] and list(frame["world_size"]) == [1, 1]  # no field: 1
