@@ -132,14 +132,17 @@ def _gather_chunks(local: torch.Tensor | np.ndarray, length: int, chunk_rows: in
 
     Every rank passes the same `length`; a rank with fewer rows pads its chunks with zeros (the
     receiver knows each rank's true count). Each chunk is moved to the group's device (nccl needs
-    CUDA tensors) only while it is sent.
+    CUDA tensors) only while it is sent; a full chunk already there is sent as is (no copy).
     """
     world = info.world_size
     for start in range(0, length, chunk_rows):
         rows = min(chunk_rows, length - start)
-        part = torch.as_tensor(local[start:start + rows])
-        chunk = torch.zeros((rows, *part.shape[1:]), dtype=part.dtype, device=info.device)
-        chunk[:len(part)] = part.to(info.device)
+        part = torch.as_tensor(local[start:start + rows]).to(info.device)
+        if len(part) == rows:
+            chunk = part.contiguous()
+        else:
+            chunk = torch.zeros((rows, *part.shape[1:]), dtype=part.dtype, device=info.device)
+            chunk[:len(part)] = part
         bucket = [torch.empty_like(chunk) for _ in range(world)] if info.is_main else None
         tdist.gather(chunk, bucket, dst=0)
         for r, piece in enumerate(bucket or ()):
