@@ -1,9 +1,9 @@
 """torch.distributed plumbing only the pretrainer needs: sharded-then-gathered features,
 broadcasts, and a cross-rank agreement check.
 
-The process group, `DistInfo`, `barrier` and `shutdown` are the shared ones of
-`dcbench.distributed` (re-exported here). Single-process runs (no WORLD_SIZE in the environment)
-use the same code paths with world size 1.
+The process group, `DistInfo`, `barrier`, `shutdown` and the strided shard / preallocated gather
+(`shard_indices`, `gather_rows`) are the shared ones of `dcbench.distributed` (re-exported here).
+Single-process runs (no WORLD_SIZE in the environment) use the same code paths with world size 1.
 """
 
 from __future__ import annotations
@@ -14,43 +14,20 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from dcbench.distributed import DistInfo, barrier, init_distributed, shutdown
+from dcbench.distributed import (
+    GATHER_CHUNK_ROWS,
+    DistInfo,
+    barrier,
+    gather_rows,
+    init_distributed,
+    shard_indices,
+    shutdown,
+)
 
-GATHER_CHUNK_ROWS = 16384  # bounds rank 0's device memory while gathering features
 __all__ = [
-    "DistInfo", "all_mean", "barrier", "broadcast_labels", "broadcast_module", "digest", "gather_digests",
-    "gather_rows", "init_distributed", "shard_indices", "shutdown",
+    "GATHER_CHUNK_ROWS", "DistInfo", "all_mean", "barrier", "broadcast_labels", "broadcast_module", "digest",
+    "gather_digests", "gather_rows", "init_distributed", "shard_indices", "shutdown",
 ]
-
-
-def shard_indices(num: int, info: DistInfo) -> np.ndarray:
-    """Rank r's strided share of range(num), padded by wrapping so every rank has the same count."""
-    per_rank = -(-num // info.world_size)
-    padded = np.resize(np.arange(num), per_rank * info.world_size)
-    return padded[info.rank::info.world_size]
-
-
-def gather_rows(local: torch.Tensor, num: int, info: DistInfo) -> np.ndarray | None:
-    """Inverse of `shard_indices`: rank 0 gets the full [num, d] float32 array, others None.
-
-    Rank 0 preallocates the one output array and writes every gathered chunk straight into its
-    strided rows, so its host memory is one copy of the features plus one chunk per rank.
-    """
-    if not info.distributed:
-        return local.cpu().numpy()[:num]
-    local = local.to(info.device)
-    world = info.world_size
-    dtype = local[:0].cpu().numpy().dtype
-    full = np.empty((len(local) * world, local.shape[1]), dtype=dtype) if info.is_main else None
-    for start in range(0, len(local), GATHER_CHUNK_ROWS):
-        chunk = local[start:start + GATHER_CHUNK_ROWS].contiguous()
-        bucket = [torch.empty_like(chunk) for _ in range(world)] if info.is_main else None
-        dist.gather(chunk, bucket, dst=0)
-        if full is not None and bucket is not None:
-            stop = start + len(chunk)
-            for r, piece in enumerate(bucket):
-                full[start * world + r:stop * world:world] = piece.cpu().numpy()
-    return None if full is None else full[:num]
 
 
 def broadcast_labels(labels: np.ndarray | None, num: int, info: DistInfo) -> np.ndarray:

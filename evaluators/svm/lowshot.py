@@ -43,6 +43,7 @@ from dcbench.backbone import LAYERS, Backbone
 from dcbench.config import to_dict
 from dcbench.context import RunContext
 from dcbench.datasets.voc import VOC_CLASSES
+from dcbench.distributed import on_main
 from dcbench.fileio import atomic_write_text
 from dcbench.results import Measurement
 from evaluators.svm.common import (
@@ -56,7 +57,7 @@ from evaluators.svm.common import (
     normalize_features,
     voc_ap,
 )
-from evaluators.svm.data import TRANSFORM_SOURCE, load_voc07_features
+from evaluators.svm.data import TRANSFORM_SOURCE, VocFeatures, load_voc07_features
 from evaluators.svm.linalg import Kernel
 from evaluators.svm.reference import LOWSHOT_K_VALUES
 from evaluators.svm.samples import SOURCE as SAMPLES_SOURCE
@@ -242,9 +243,17 @@ def measurements(layer: str, k: int, result: KResult) -> list[Measurement]:
 
 
 def run(backbone: Backbone, data_root: Path, config: Config, ctx: RunContext) -> list[Measurement]:
-    """Entry point of `voc07_lowshot`: rows per layer x feasible k x {reference, clean}."""
+    """Entry point of `voc07_lowshot`: rows per layer x feasible k x {reference, clean}.
+
+    Under torchrun the extraction is sharded; rank 0 alone draws the samples, solves and writes
+    the details, and every rank returns its rows (dcbench.distributed.on_main).
+    """
     feats = load_voc07_features(backbone, data_root, config.layers, config.resize_edge, config.image_size,
                                 config.batch_size, ctx, precision=config.precision)
+    return on_main(lambda: _solve(feats, config, ctx), feats.dist)
+
+
+def _solve(feats: VocFeatures, config: Config, ctx: RunContext) -> list[Measurement]:
     samples = load_or_draw(ctx.work_dir / SAMPLES_FILE, feats.train_labels, feats.train_ids, VOC_CLASSES,
                            config.k_values, config.num_samples, config.sample_seed)
     if not samples.k_values:

@@ -28,6 +28,7 @@ from dcbench.backbone import LAYERS, Backbone
 from dcbench.config import to_dict
 from dcbench.context import RunContext
 from dcbench.datasets.voc import VOC_CLASSES
+from dcbench.distributed import on_main
 from dcbench.fileio import atomic_write_text
 from dcbench.results import Measurement
 from evaluators.svm.common import (
@@ -43,7 +44,7 @@ from evaluators.svm.common import (
     svm_targets,
     voc_ap,
 )
-from evaluators.svm.data import TRANSFORM_SOURCE, load_voc07_features
+from evaluators.svm.data import TRANSFORM_SOURCE, VocFeatures, load_voc07_features
 from evaluators.svm.solver import SolverSettings, solve_path
 
 LOG = logging.getLogger(__name__)
@@ -139,9 +140,17 @@ def _write_details(ctx: RunContext, layer: str, result: LayerResult, config: Con
 
 
 def run(backbone: Backbone, data_root: Path, config: Config, ctx: RunContext) -> list[Measurement]:
-    """Entry point of `voc07_svm`: one 'mAP' row per layer."""
+    """Entry point of `voc07_svm`: one 'mAP' row per layer.
+
+    Under torchrun the extraction is sharded; rank 0 alone solves and writes the details, and every
+    rank returns its rows (dcbench.distributed.on_main), so the runner's rank 0 writes them once.
+    """
     feats = load_voc07_features(backbone, data_root, config.layers, config.resize_edge, config.image_size,
                                 config.batch_size, ctx, precision=config.precision)
+    return on_main(lambda: _solve(feats, config, ctx), feats.dist)
+
+
+def _solve(feats: VocFeatures, config: Config, ctx: RunContext) -> list[Measurement]:
     rows = []
     for layer in config.layers:
         result = evaluate_layer(feats.train[layer], feats.train_labels, feats.test[layer], feats.test_labels,

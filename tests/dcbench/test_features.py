@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from dcbench.backbone import FeatureTaps, build_resnet50
+from dcbench.distributed import init_distributed, shutdown
 from dcbench.features import FeatureKey, extract_features, fingerprint
 from dcbench.fileio import tmp_name
 
@@ -142,3 +144,56 @@ def test_temporary_files_of_a_killed_run_are_swept(tmp_path: Path) -> None:
     leftover.write_bytes(b"half an array")
     extract_features(_Taps(), _Images(4), ["a"], tmp_path, KEY, torch.device("cpu"), progress=False)
     assert not leftover.exists() and not list(tmp_path.rglob("*.tmp"))
+
+
+class _FailsOnRank1(_Taps):
+    def forward(self, x: torch.Tensor, taps: Sequence[str]) -> dict[str, torch.Tensor]:
+        if int(os.environ["RANK"]) == 1:
+            raise RuntimeError("rank one's batch broke")
+        return super().forward(x, taps)
+
+
+def _sharded_rank(root: Path) -> None:
+    """One torchrun rank of the 3-process gloo test (this file run as a script): three extractions;
+    what the rank saw goes to `root/rank<r>.json`."""
+    info = init_distributed(torch.device("cpu"))
+    seen: dict[str, object] = {}
+    for name, count in (("five", 5), ("three", 3)):  # 3 batches for 3 ranks; 2 batches (rank 2 idle)
+        model = _Taps()
+        out = extract_features(lambda m=model: m, _Images(count), ["a", "b"], root / name, KEY,
+                               torch.device("cpu"), batch_size=2, progress=False, dist=info)
+        seen[name] = {"calls": model.calls, "returned": out is not None}
+    try:
+        extract_features(_FailsOnRank1, _Images(6), ["a"], root / "broken", KEY, torch.device("cpu"),
+                         batch_size=2, progress=False, dist=info)
+        seen["broken"] = "no error"
+    except RuntimeError as err:
+        seen["broken"] = str(err)
+    (root / f"rank{info.rank}.json").write_text(json.dumps(seen))
+    shutdown(info)
+
+
+def test_sharded_extraction_over_three_ranks_equals_one_process(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo), "CUDA_VISIBLE_DEVICES": ""}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=3", __file__,
+           str(tmp_path)]
+    done = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    seen = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(3)]
+    for name, count, calls in (("five", 5, [1, 1, 1]), ("three", 3, [1, 1, 0])):
+        assert [s[name]["calls"] for s in seen] == calls  # each rank ran only its own batches
+        assert [s[name]["returned"] for s in seen] == [True, False, False]  # arrays on rank 0 only
+        solo = extract_features(_Taps, _Images(count), ["a", "b"], tmp_path / "solo" / name, KEY,
+                                torch.device("cpu"), batch_size=2, progress=False)
+        for tap in ("a", "b"):
+            np.testing.assert_array_equal(np.load(KEY.path(tmp_path / name, tap)), solo[tap])
+            meta = json.loads(KEY.path(tmp_path / name, tap).with_suffix(".json").read_text())
+            assert sum(meta["rows_per_rank"]) == count and len(meta["rows_per_rank"]) == 3
+    # one rank's failure reaches every rank (none waits forever in the gather) and leaves no file
+    assert all("rank 1" in s["broken"] and "rank one's batch broke" in s["broken"] for s in seen)
+    assert not any(p.is_file() for p in (tmp_path / "broken").rglob("*"))
+
+
+if __name__ == "__main__":  # a rank of test_sharded_extraction_over_three_ranks_equals_one_process
+    _sharded_rank(Path(sys.argv[1]))

@@ -1,22 +1,34 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import average_precision_score
 from sklearn.model_selection import cross_val_score
 from sklearn.svm import LinearSVC
 
+from adapters import load_checkpoint
 from dcbench.backbone import LAYERS, Backbone, build_resnet50
 from dcbench.config import replace
 from dcbench.datasets.common import DatasetMissingError
+from dcbench.datasets.voc import read_voc_cls
+from dcbench.features import FeatureKey
 from evaluators.svm import voc07 as voc_svm
 from evaluators.svm.common import REFERENCE_COSTS, normalize_features, sklearn_ap, voc_ap
+from evaluators.svm.data import voc07_transform
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _reference_voc_ap(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -114,3 +126,49 @@ def test_missing_dataset_names_the_layout(tmp_path: Path, make_ctx) -> None:
                         source_format="test")
     with pytest.raises(DatasetMissingError, match="JPEGImages"):
         voc_svm.run(backbone, tmp_path / "nowhere", voc_svm.TINY, make_ctx(tmp_path))
+
+
+def test_torchrun_two_ranks_share_the_extraction_and_write_rows_once(tiny_voc_root: Path, tmp_path: Path,
+                                                                     make_ctx) -> None:
+    """`torchrun --nproc_per_node 2 -m evaluators.svm` (gloo): each rank extracts about half of every
+    split, rank 0's assembled cache equals a one-process extraction bit for bit, rank 0 alone solves,
+    and the rows (same values as one process) are written once."""
+    torch.manual_seed(0)
+    ckpt = tmp_path / "resnet50_tv.pth"
+    torch.save(build_resnet50().state_dict(), ckpt)
+    work, layers, small = tmp_path / "run", ("feature5",), {"resize_edge": 36, "image_size": 32}  # seconds
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "evaluators.svm", "--benchmark", "voc07_svm", "--tiny", "--ckpt", str(ckpt),
+           "--data-root", str(tiny_voc_root), "--work-dir", str(work), "--device", "cpu",
+           "--set", f"voc07_svm.layers={json.dumps(list(layers))}",
+           *[f"--set=voc07_svm.{field}={value}" for field, value in small.items()]]
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    rows = pd.read_json(work / "results.jsonl", lines=True, dtype=False)
+    assert list(rows["layer"]) == list(layers) and set(rows["status"]) == {"ok"}  # once, by rank 0
+    assert set(rows["world_size"]) == {2}
+    assert len(list(work.glob("benchmarks/voc07_svm/*/voc07_svm_feature5.json"))) == 1
+
+    config = replace(voc_svm.TINY, layers=layers, **small)
+    backbone = load_checkpoint(ckpt)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the ranks ran one thread each
+    try:
+        solo = voc_svm.run(backbone, tiny_voc_root, config, make_ctx(tmp_path / "solo"))
+    finally:
+        torch.set_num_threads(threads)
+    assert [r.value for r in solo] == list(rows["value"])
+    _, transform_id = voc07_transform(config.resize_edge, config.image_size)
+    for split in ("trainval", "test"):
+        size = len(read_voc_cls(tiny_voc_root / "VOCdevkit" / "VOC2007", split).paths)
+        key = FeatureKey(backbone.sha256, "voc07", split, transform_id)
+        sharded = key.path(work / "feature_cache", "feature5")
+        single = key.path(tmp_path / "solo" / "cache", "feature5")
+        np.testing.assert_array_equal(np.load(sharded), np.load(single))
+        per_rank = json.loads(sharded.with_suffix(".json").read_text())["rows_per_rank"]
+        assert sum(per_rank) == size and len(per_rank) == 2
+        batches = [-(-n // config.batch_size) for n in per_rank]
+        assert abs(batches[0] - batches[1]) <= 1  # whole batches, split evenly
+        assert json.loads(single.with_suffix(".json").read_text())["rows_per_rank"] == [size]
+    assert "rank 1/2 extracts images" in done.stderr and "rank 0/2 extracts images" in done.stderr
