@@ -41,12 +41,16 @@ from dcbench.optim import step_factor
 
 KMEANS_BACKENDS = ("auto", "faiss", "torch")
 CONV_INITS = ("kaiming_fan_in", "kaiming_fan_out")  # pretrain.model.CONV_INITS
+# Trunks the pretrainer builds (torchvision, fc removed) and their avgpool width.  Only resnet50
+# checkpoints feed the evaluators (adapters refuse the others); resnet18 is for the learning check.
+ARCHS: dict[str, int] = {"resnet50": 2048, "resnet18": 512}
 
 
 @dataclass(frozen=True)
 class PretrainConfig:
     name: str = "deepcluster_resnet50_8xb64-steplr-200e_in1k"
     source: str = "MMSelfSup 1.x configs/selfsup/deepcluster (see pretrain/config.py docstring)"
+    arch: str = "resnet50"  # the reference; "resnet18" only for benchmarks/learning_check.py (ARCHS)
     sobel: bool = False  # MMSelfSup `with_sobel`; the -sobel config sets it
     conv_init: str = "kaiming_fan_in"  # OpenSelfSup ResNet.init_weights; torchvision: kaiming_fan_out
     # clustering (DeepClusterHook + clustering.Kmeans)
@@ -70,6 +74,7 @@ class PretrainConfig:
     head_init_std: float = 0.01
     # train augmentation (MMSelfSup 1.x imagenet_deepcluster.py)
     crop_size: int = 224
+    crop_scale: tuple[float, float] = (0.08, 1.0)  # RandomResizedCrop's default area range (the reference's)
     flip_prob: float = 0.5
     rotation_degrees: float = 2.0
     color_jitter: tuple[float, float, float, float] = (0.4, 0.4, 1.0, 0.5)
@@ -84,6 +89,8 @@ class PretrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ConfigError(f"arch must be one of {sorted(ARCHS)}, got {self.arch!r}")
         if self.conv_init not in CONV_INITS:
             raise ConfigError(f"conv_init must be one of {CONV_INITS}, got {self.conv_init!r}")
         if self.kmeans_backend not in KMEANS_BACKENDS:
@@ -92,6 +99,9 @@ class PretrainConfig:
                     "extract_batch_size", "checkpoint_interval", "max_keep_checkpoints"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+        low, high = self.crop_scale
+        if not 0 < low <= high <= 1:
+            raise ConfigError(f"crop_scale must satisfy 0 < low <= high <= 1, got {self.crop_scale}")
         if self.extract_crop > self.extract_resize:
             raise ConfigError("extract_crop must not exceed extract_resize")
 
@@ -183,6 +193,11 @@ def load_config(spec: str) -> PretrainConfig:
         raise ConfigError(f"unknown base config {base_name!r}; known: {sorted(CONFIGS)}")
     merged = {**to_dict(CONFIGS[base_name]), **data}
     return from_dict(PretrainConfig, merged)
+
+
+def feat_dim(cfg: PretrainConfig) -> int:
+    """Width of the avgpool features that are clustered and fed to the head."""
+    return ARCHS[cfg.arch]
 
 
 def lr_at(cfg: PretrainConfig, epoch: int) -> float:
