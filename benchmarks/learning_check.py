@@ -3,7 +3,7 @@
 Run from the repository root with the project importable (`pip install -e .` or `PYTHONPATH=.`):
     python benchmarks/learning_check.py                    # digits, CHECK below (ResNet-18, 12 epochs)
     python benchmarks/learning_check.py --epochs 4 --work-dir /tmp/lc
-    python benchmarks/learning_check.py --config '{"arch": "resnet50", "epochs": 6}'   # any CHECK field
+    python benchmarks/learning_check.py --epochs 6 --config '{"arch": "resnet50"}'   # any CHECK field
 
 Data: scikit-learn's `load_digits` (1,797 real 8x8 handwritten digits, 10 classes, shipped inside
 the sklearn wheel: nothing is downloaded), upsampled to `--size` px and written in the ImageNet
