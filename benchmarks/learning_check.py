@@ -62,7 +62,8 @@ DIGITS_NOTE = """pretrain.config.SMALL_DATA on sklearn digits, with these named 
   crop is a stroke fragment;
 - ColorJitter saturation 0 and hue 0 (the reference 1.0 / 0.5): no-ops on grey digits (R = G = B)
   anyway, set to 0 so that the config says what happens; brightness and contrast 0.4 kept.
-Epochs 12 (SMALL_DATA: 6)."""
+Epochs 12 (SMALL_DATA: 6).  k stays 10: over-clustering at k=30 measured kNN +0.9 and linear -0.2
+points against k=10 (97.59 / 97.96 %)."""
 CHECK = replace(SMALL_DATA, name="learning-check-digits", source=DIGITS_NOTE, arch="resnet18",
                 flip_prob=0.0, crop_scale=(0.5, 1.0), color_jitter=(0.4, 0.4, 0.0, 0.0), epochs=12)
 KNN_K = 10
