@@ -45,6 +45,19 @@ def _pretrain_config(obj: Mapping[str, object], sobel: bool) -> str:
     return name
 
 
+def _require_resnet50(obj: object) -> None:
+    """A pretrain checkpoint of another trunk (the learning check's resnet18) is refused by name, before
+    format detection would report it as a ResNet-50 with missing and mis-shaped keys."""
+    if not isinstance(obj, Mapping) or obj.get("format") != PRETRAIN_FORMAT:
+        return
+    config = obj.get("config")
+    arch = config.get("arch", "resnet50") if isinstance(config, Mapping) else "resnet50"
+    if arch != "resnet50":
+        raise CheckpointError(f"pretrain checkpoint has a {arch} trunk (config arch={arch!r}); the "
+                              "evaluators and exports take ResNet-50 trunks only (arch resnet18 is for "
+                              "benchmarks/learning_check.py)")
+
+
 def detect_checkpoint(
     path: str | os.PathLike[str], fmt: str | None = None, network: str | None = None
 ) -> Detection:
@@ -52,6 +65,7 @@ def detect_checkpoint(
     path = Path(path)
     loaded = read_checkpoint_file(path)
     try:
+        _require_resnet50(loaded.obj)
         return detect(loaded.obj, fmt, network, loaded.skipped)
     except CheckpointError as exc:
         raise CheckpointError(f"{path}: {exc}") from exc
@@ -64,6 +78,7 @@ def load_checkpoint(
     path = Path(path)
     loaded = read_checkpoint_file(path)
     try:
+        _require_resnet50(loaded.obj)
         found = detect(loaded.obj, fmt, network, loaded.skipped)
         converted = convert_state(found.state, FORMATS[found.format].networks[found.network], found.format)
         config = None

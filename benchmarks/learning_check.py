@@ -1,8 +1,9 @@
 """Does the DeepCluster pretrainer learn?  Pretrain on real images, probe the frozen features.
 
 Run from the repository root with the project importable (`pip install -e .` or `PYTHONPATH=.`):
-    python benchmarks/learning_check.py                    # digits, the small-data config below
+    python benchmarks/learning_check.py                    # digits, CHECK below (ResNet-18, 12 epochs)
     python benchmarks/learning_check.py --epochs 4 --work-dir /tmp/lc
+    python benchmarks/learning_check.py --epochs 6 --config '{"arch": "resnet50"}'   # any CHECK field
 
 Data: scikit-learn's `load_digits` (1,797 real 8x8 handwritten digits, 10 classes, shipped inside
 the sklearn wheel: nothing is downloaded), upsampled to `--size` px and written in the ImageNet
@@ -50,8 +51,21 @@ from pretrain.metrics import nmi, read_log
 from pretrain.model import DeepClusterModel, build_model
 from pretrain.sampler import UniformClusterSampler
 
-CHECK = replace(SMALL_DATA, name="learning-check-digits",
-                source="pretrain.config.SMALL_DATA on sklearn digits (benchmarks/learning_check.py)")
+DIGITS_NOTE = """pretrain.config.SMALL_DATA on sklearn digits, with these named deviations:
+- arch resnet18 (torchvision ResNet-18 trunk, 512-d avgpool; the issue allows a smaller ResNet for
+  this check): ~3.5x cheaper per step than ResNet-50 on one core (0.18 vs 0.64 s per batch of 16
+  at 32 px), so 12 epochs fit the budget; ResNet-50 with the same augmentations learns too
+  (6 epochs: loss 2.23 -> 1.23, below ln 10 from epoch 1; NMI with labels 0.45 -> 0.61) but too
+  slowly to reach random init's probes in tens of minutes on a shared core;
+- no horizontal flip (flip_prob 0; the reference 0.5): digits are not mirror-invariant;
+- RandomResizedCrop scale (0.5, 1) (the reference 0.08-1): at 0.08 of an 8 x 8 digit's area a
+  crop is a stroke fragment;
+- ColorJitter saturation 0 and hue 0 (the reference 1.0 / 0.5): no-ops on grey digits (R = G = B)
+  anyway, set to 0 so that the config says what happens; brightness and contrast 0.4 kept.
+Epochs 12 (SMALL_DATA: 6).  k stays 10: over-clustering at k=30 measured kNN +0.9 and linear -0.2
+points against k=10 (97.59 / 97.96 %)."""
+CHECK = replace(SMALL_DATA, name="learning-check-digits", source=DIGITS_NOTE, arch="resnet18",
+                flip_prob=0.0, crop_scale=(0.5, 1.0), color_jitter=(0.4, 0.4, 0.0, 0.0), epochs=12)
 KNN_K = 10
 
 

@@ -5,8 +5,8 @@ CLI:     ``python -m pretrain --config NAME_OR_JSON --data-root DIR --work-dir D
          [--resume PATH] [--epochs N]``.
 Configs: ``deepcluster_resnet50_8xb64-steplr-200e_in1k``,
          ``deepcluster-sobel_resnet50_8xb64-steplr-200e_in1k``, ``tiny``, ``tiny-sobel`` (a CI
-         pipeline check, not a model: ``pretrain.config.TINY_NOTE``), ``small-data`` (the
-         settings of ``benchmarks/learning_check.py``) (``pretrain.config.CONFIGS``), or JSON
+         pipeline check, not a model: ``pretrain.config.TINY_NOTE``), ``small-data`` (the base of
+         ``benchmarks/learning_check.py``'s settings) (``pretrain.config.CONFIGS``), or JSON
          ``{"base": NAME, field: value, ...}``.
 
 Each clustering (before the first epoch and after every epoch): avgpool features of every train

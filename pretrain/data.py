@@ -34,7 +34,7 @@ from .config import PretrainConfig
 def train_transform(cfg: PretrainConfig) -> T.Compose:
     b, c, s, h = cfg.color_jitter
     return T.Compose([
-        T.RandomResizedCrop(cfg.crop_size),
+        T.RandomResizedCrop(cfg.crop_size, scale=cfg.crop_scale),
         T.RandomHorizontalFlip(cfg.flip_prob),
         T.RandomRotation(cfg.rotation_degrees),
         T.ColorJitter(brightness=b, contrast=c, saturation=s, hue=h),

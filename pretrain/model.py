@@ -1,5 +1,8 @@
 """The DeepCluster network: (fixed Sobel) -> torchvision ResNet-50 trunk -> avgpool -> Linear head.
 
+`arch` "resnet18" swaps in torchvision's ResNet-18 trunk (512-d avgpool) for the learning check
+only; its checkpoints are refused by the adapters, which take ResNet-50 trunks.
+
 Convolution init (`conv_init`, see pretrain/config.py): "kaiming_fan_in" is OpenSelfSup's
 `ResNet.init_weights` (every Conv2d `kaiming_init(mode='fan_in', nonlinearity='relu')`, normal,
 std sqrt(2 / fan_in); BN weight 1, bias 0), the code that trained the published DeepCluster
@@ -10,13 +13,12 @@ the mode mmcv's `kaiming_init` defaults to).  BN init is the same in both (weigh
 from __future__ import annotations
 
 import torch
+import torchvision
 from torch import nn
 
 from dcbench.backbone import build_resnet50, input_filter
 
-from .config import CONV_INITS, PretrainConfig
-
-FEAT_DIM = 2048
+from .config import ARCHS, CONV_INITS, PretrainConfig
 
 
 @torch.no_grad()
@@ -32,18 +34,32 @@ def init_convs(trunk: nn.Module, conv_init: str) -> None:
                 nn.init.zeros_(m.bias)
 
 
+def build_trunk(arch: str, sobel: bool) -> torchvision.models.ResNet:
+    """A randomly initialised torchvision ResNet trunk, `fc` = Identity (Sobel: 2-channel conv1)."""
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {sorted(ARCHS)}, got {arch!r}")
+    if arch == "resnet50":
+        return build_resnet50(sobel)
+    trunk = torchvision.models.resnet18(weights=None)
+    if sobel:
+        trunk.conv1 = nn.Conv2d(2, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    trunk.fc = nn.Identity()
+    return trunk
+
+
 class DeepClusterModel(nn.Module):
-    def __init__(self, num_clusters: int, sobel: bool, conv_init: str = "kaiming_fan_in") -> None:
+    def __init__(self, num_clusters: int, sobel: bool, conv_init: str = "kaiming_fan_in",
+                 arch: str = "resnet50") -> None:
         super().__init__()
         self.sobel = sobel
         self.input_filter = input_filter(sobel)
-        self.trunk = build_resnet50(sobel)  # fc is Identity: output is the 2048-d global avg pool
+        self.trunk = build_trunk(arch, sobel)  # fc is Identity: output is the global avg pool
         if conv_init != "kaiming_fan_out":  # torchvision already drew fan_out
             init_convs(self.trunk, conv_init)
-        self.head = nn.Linear(FEAT_DIM, num_clusters)
+        self.head = nn.Linear(ARCHS[arch], num_clusters)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """res5 -> global average pool, the 2048-d vector that is clustered."""
+        """last stage -> global average pool, the vector that is clustered (2048-d for ResNet-50)."""
         return self.trunk(self.input_filter(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -60,7 +76,7 @@ class DeepClusterModel(nn.Module):
 
 def build_model(cfg: PretrainConfig) -> DeepClusterModel:
     """The config's network, drawn from the global torch RNG (seed it first for reproducible weights)."""
-    return DeepClusterModel(cfg.num_clusters, cfg.sobel, cfg.conv_init)
+    return DeepClusterModel(cfg.num_clusters, cfg.sobel, cfg.conv_init, cfg.arch)
 
 
 def reset_head_momentum(optimizer: torch.optim.Optimizer, head: nn.Module) -> None:

@@ -45,7 +45,7 @@ class Images:
 @torch.no_grad()
 def extract_features(model: DeepClusterModel, cfg: PretrainConfig, images: Images,
                      info: D.DistInfo) -> np.ndarray | None:
-    """2048-d avgpool features of every image in eval mode; full array on rank 0, None elsewhere."""
+    """avgpool features (2048-d for ResNet-50) of every image in eval mode; full array on rank 0."""
     was_training = model.training
     model.eval()
     shard = D.shard_indices(len(images.paths), info)

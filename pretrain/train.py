@@ -19,10 +19,10 @@ from dcbench.config import ConfigError, to_dict
 from . import checkpoint as C
 from . import distributed as D
 from .cluster import check_cluster_inputs
-from .config import PretrainConfig, load_config, lr_at
+from .config import PretrainConfig, feat_dim, load_config, lr_at
 from .data import read_train_list, train_loader
 from .metrics import append_log, read_log, truncate_log
-from .model import FEAT_DIM, DeepClusterModel, build_model, build_optimizer
+from .model import DeepClusterModel, build_model, build_optimizer
 from .plot import PLOT_NAME, plot_curves
 from .recluster import SALT_TRAIN, Images, derive_seed, recluster
 from .sampler import UniformClusterSampler
@@ -51,7 +51,7 @@ def _run(cfg: PretrainConfig, data_root: Path, work_dir: Path, resume: Path | No
          info: D.DistInfo) -> Path:
     listing = read_train_list(data_root)
     images = Images(tuple(listing.paths), _gt_labels(listing.labels))
-    check_cluster_inputs(len(images.paths), FEAT_DIM, cfg.num_clusters, cfg.pca_dim)
+    check_cluster_inputs(len(images.paths), feat_dim(cfg), cfg.num_clusters, cfg.pca_dim)
     work_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = build_model(cfg).to(info.device)
@@ -129,7 +129,8 @@ def _wrap(model: DeepClusterModel, info: D.DistInfo) -> torch.nn.Module:
 
 def _restore(ckpt: dict[str, Any], path: Path, cfg: PretrainConfig, model: DeepClusterModel,
              optimizer: torch.optim.Optimizer, num_images: int) -> tuple[int, np.ndarray]:
-    saved, now = ckpt["config"], to_dict(cfg)
+    # a field the checkpoint predates was at its default then (each new field's default is the old behaviour)
+    saved, now = {**to_dict(PretrainConfig()), **ckpt["config"]}, to_dict(cfg)
     changed = sorted(k for k in set(saved) | set(now)
                      if saved.get(k) != now.get(k) and k not in RESUMABLE_CHANGES)
     if changed:

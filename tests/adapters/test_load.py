@@ -334,3 +334,15 @@ def test_cli_reports_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(["--ckpt", str(bad), "--to", "mmseg", "--out", str(tmp_path / "o.pth")]) == 1
     assert "error:" in capsys.readouterr().err
     assert not (tmp_path / "o.pth").exists()
+
+
+def test_a_resnet18_pretrain_checkpoint_is_refused_by_name(tmp_path: Path) -> None:
+    """The learning check's arch option: its checkpoints must never reach the ResNet-50 evaluators."""
+    small = torchvision.models.resnet18(weights=None)
+    small.fc = torch.nn.Identity()
+    obj = {**pretrain_ckpt({}, sobel=False), "config": {"arch": "resnet18"},
+           "backbone": {k: lazy(v.shape) for k, v in small.state_dict().items()},
+           "head": {"weight": torch.randn(10, 512), "bias": torch.zeros(10)}}
+    path = save(obj, tmp_path / "r18.pth")
+    with pytest.raises(CheckpointError, match=r"resnet18 trunk .*ResNet-50 trunks only"):
+        load_checkpoint(path)

@@ -17,6 +17,7 @@ def test_reference_values() -> None:
     assert (ref.extract_resize, ref.extract_crop) == (256, 224)
     assert ref.color_jitter == (0.4, 0.4, 1.0, 0.5) and ref.grayscale_prob == 0.2
     assert ref.rotation_degrees == 2 and ref.head_init_std == 0.01 and not ref.sobel
+    assert ref.crop_scale == (0.08, 1.0) and ref.flip_prob == 0.5 and ref.arch == "resnet50"
     assert {lr_at(ref, e) for e in range(ref.epochs)} == {0.1}  # milestone 400 > 200 epochs
     sobel = CONFIGS["deepcluster-sobel_resnet50_8xb64-steplr-200e_in1k"]
     assert sobel.sobel and sobel.num_clusters == 10000
@@ -40,6 +41,8 @@ def test_load_config_forms(tmp_path: Path) -> None:
     ('{"base": "huge"}', "unknown base config"),
     ('{"kmeans_backend": "sklearn"}', "kmeans_backend"),
     ('{"num_clusters": 0}', "num_clusters must be >= 1"),
+    ('{"arch": "resnet34"}', "arch must be one of"),
+    ('{"crop_scale": [0.5, 0.2]}', "crop_scale must satisfy"),
     ("{not json", "not valid JSON"),
 ])
 def test_bad_configs_raise(spec: str, match: str) -> None:

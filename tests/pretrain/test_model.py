@@ -52,3 +52,14 @@ def test_conv_init_is_a_config_field_that_changes_the_hash() -> None:
     assert config_hash(other) != config_hash(DEEPCLUSTER_R50)
     with pytest.raises(ConfigError, match="conv_init"):
         replace(DEEPCLUSTER_R50, conv_init="xavier")
+
+
+def test_resnet18_arch_builds_a_512_d_trunk_with_the_configured_init() -> None:
+    torch.manual_seed(0)
+    model = build_model(replace(TINY, arch="resnet18", sobel=True))
+    x = torch.randn(2, 3, 32, 32)
+    assert model.features(x).shape == (2, 512) and model(x).shape == (2, TINY.num_clusters)
+    conv = model.trunk.layer2[0].conv1  # 64 -> 128, 3x3
+    expected = math.sqrt(2.0 / (conv.weight.shape[1] * 9))  # kaiming fan_in, as for resnet50
+    assert abs(conv.weight.std().item() / expected - 1) < 0.05
+    assert model.trunk.conv1.in_channels == 2

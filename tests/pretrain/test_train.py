@@ -108,3 +108,15 @@ def test_cli_sobel_tiny_runs(tiny_root: Path, tmp_path: Path, capsys: pytest.Cap
     ckpt = C.load_checkpoint(work / "epoch_0001.pth")
     assert ckpt["sobel"] is True and ckpt["backbone"]["conv1.weight"].shape[1] == 2
     assert json.loads((work / "log.jsonl").read_text().splitlines()[-1])["epoch"] == 1
+
+
+def test_a_checkpoint_that_predates_a_config_field_resumes_at_its_default(two_epochs: Path, tiny_root: Path,
+                                                                          tmp_path: Path) -> None:
+    old = C.load_checkpoint(two_epochs / "epoch_0002.pth")
+    old["config"] = {k: v for k, v in old["config"].items() if k not in ("arch", "crop_scale")}
+    work = tmp_path / "old"
+    work.mkdir()
+    C.save_checkpoint(work / "epoch_0002.pth", old)
+    assert pretrain.run(TINY, tiny_root, work) == work / "epoch_0002.pth"  # complete: nothing to redo
+    with pytest.raises(ConfigError, match="arch"):
+        pretrain.run(replace(TINY, arch="resnet18"), tiny_root, work)
