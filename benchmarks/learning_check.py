@@ -135,7 +135,7 @@ def main() -> int:
     parser.add_argument("--work-dir", type=Path, default=None, help="default: a temporary folder")
     parser.add_argument("--config", default="{}", help="JSON overrides of the check's config")
     args = parser.parse_args()
-    cfg = replace(CHECK, epochs=args.epochs, **json.loads(args.config))
+    cfg = replace(CHECK, **{"epochs": args.epochs, **json.loads(args.config)})  # --config wins
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work_dir or Path(tmp)
         return check(cfg, work, args.size)
