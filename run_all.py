@@ -227,8 +227,10 @@ def run(args: argparse.Namespace) -> int:
         jobs = make_jobs(names, EVALUATORS, args.tiny, args.set)
     except ConfigError as err:
         raise P.UsageError(str(err)) from None
-    main_rank = world()[0] == 0
-    with _logging(args.work_dir / LOG_NAME, args.verbose), _process_group(device):
+    rank = world()[0]
+    main_rank = rank == 0
+    log_name = LOG_NAME if main_rank else f"run_all.rank{rank}.log"  # under torchrun: a file per rank
+    with _logging(args.work_dir / log_name, args.verbose), _process_group(device):
         sweep_stale(args.work_dir, recursive=True)  # temporary files of runs killed mid-write
         # a given checkpoint is refused before any tiny data or pretrain
         fmt = (args.ckpt_format, args.ckpt_key)
