@@ -8,7 +8,8 @@ first iteration, our canonical backbone is placed into the detector and checked 
 (11-point, VOC07 test) or `CocoMetric` (bbox + segm) -> the last validation's metrics, in percent.
 
 Resume: CheckpointHook writes mmengine checkpoints into the trial folder at the reference's
-interval; a rerun resumes from the newest one (`resume=True`), loading it with torch's
+interval; a rerun resumes from the newest one that loads (`evaluators.mm_checkpoints.resume_point`: a torn
+or corrupt file is skipped with a warning), loading it with torch's
 `weights_only=True` under evaluators.mm_runtime's allowlist, never `weights_only=False`.  The
 checkpoints are deleted once the trial's metrics are written.
 mmdet, mmengine and mmcv (compiled ops) are optional dependencies (`scripts/install_seg.sh`).
@@ -33,7 +34,7 @@ from evaluators.detection.mm_configs import (
     train_loader,
     train_pipeline,
 )
-from evaluators.mm_checkpoints import remove_checkpoints  # noqa: F401  (voc0712 / coco call it here)
+from evaluators.mm_checkpoints import remove_checkpoints, resume_point  # noqa: F401  (voc0712 / coco call remove_)
 
 INSTALL_HINT = (
     "the mmdetection engine needs mmdet==3.3.0, mmengine==0.10.7 and mmcv==2.1.0 with its compiled ops: "
@@ -173,10 +174,6 @@ def last_validation(history: Sequence[tuple[int, int, dict[str, float]]],
     return final[-1]
 
 
-def _has_checkpoint(work_dir: Path) -> bool:
-    return (work_dir / "last_checkpoint").exists()
-
-
 def train_and_validate(cfg_dict: Mapping[str, Any], backbone: Backbone, arch: str, p: MMDetProtocol,
                        log_level: str) -> dict[str, float]:
     """Run mmengine's Runner on `cfg_dict` (resuming from its work_dir when a checkpoint is there)."""
@@ -188,8 +185,9 @@ def train_and_validate(cfg_dict: Mapping[str, Any], backbone: Backbone, arch: st
     from evaluators.mm_runtime import LoadWeightsHook, MetricsRecorder, close_file_logs, resume_allowlist
 
     register()
-    resume = _has_checkpoint(Path(cfg_dict["work_dir"]))
-    config = Config({**cfg_dict, "launcher": "none", "log_level": log_level, "resume": resume,
+    resume_from = resume_point(Path(cfg_dict["work_dir"]))  # newest readable one; a torn file is skipped
+    resume = {"resume": resume_from is not None, "load_from": resume_from and str(resume_from)}
+    config = Config({**cfg_dict, **resume, "launcher": "none", "log_level": log_level,
                      "experiment_name": f"det_{time.time_ns()}"})
     parts = to_mmdet(backbone, arch)  # type: ignore[arg-type]
     loader = LoadWeightsHook(lambda model: load_into_detector(model, parts))
