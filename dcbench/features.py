@@ -115,27 +115,43 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
     return torch.autocast("cuda", dtype=dtype)
 
 
-def _write_all(model: nn.Module, loader: DataLoader, taps: Sequence[str], paths: dict[str, Path],
+def batch_features(net: nn.Module, loader: Iterable[object], taps: Sequence[str], device: torch.device,
+                   channels_last: bool = True, precision: str = "fp32") -> Iterator[dict[str, np.ndarray]]:
+    """Per loader batch, in order: {tap: float32 (B, dim) array} of `net(images, taps=taps)`.
+
+    The one inner extraction loop (the feature cache below and pretrain.recluster use it): each
+    batch goes to `device` (channels_last when asked, non-blocking), runs under inference mode and
+    the precision's autocast, and comes back as host arrays. `net` is used as given: put it in
+    eval mode and its layout first (`prepared_model`). The modes are entered per batch, so the
+    caller's code between batches runs outside them.
+    """
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    for batch in loader:
+        images = _images(batch)
+        with torch.inference_mode(), _autocast(device, precision):
+            images = images.to(device, non_blocking=True,
+                               memory_format=layout if images.dim() == 4 else torch.preserve_format)
+            out = net(images, taps=tuple(taps))
+            feats = {tap: out[tap].reshape(len(images), -1).float().cpu().numpy() for tap in taps}
+        yield feats
+
+
+def _write_all(net: nn.Module, loader: DataLoader, taps: Sequence[str], paths: dict[str, Path],
                rows: int, device: torch.device, progress: bool, channels_last: bool, precision: str) -> None:
     with contextlib.ExitStack() as stack:
         tmp = {tap: stack.enter_context(atomic_path(paths[tap])) for tap in taps}
         arrays: dict[str, np.ndarray] = {}
         start = 0
-        layout = torch.channels_last if channels_last else torch.contiguous_format
-        with _eval_mode(model), torch.inference_mode(), _autocast(device, precision):
-            for batch in tqdm(loader, desc=f"features {'+'.join(taps)}", unit="batch", disable=not progress,
-                              leave=False):
-                images = _images(batch)
-                images = images.to(device, non_blocking=True,
-                                   memory_format=layout if images.dim() == 4 else torch.preserve_format)
-                out = model(images, taps=tuple(taps))
-                for tap in taps:
-                    feats = out[tap].reshape(len(images), -1).float().cpu().numpy()
-                    if tap not in arrays:
-                        arrays[tap] = open_memmap(tmp[tap], mode="w+", dtype=np.float32,
-                                                  shape=(rows, feats.shape[1]))
-                    arrays[tap][start:start + len(feats)] = feats
-                start += len(images)
+        bar = tqdm(loader, desc=f"features {'+'.join(taps)}", unit="batch", disable=not progress, leave=False)
+        for feats in batch_features(net, bar, taps, device, channels_last, precision):
+            count = 0
+            for tap, block in feats.items():
+                if tap not in arrays:
+                    arrays[tap] = open_memmap(tmp[tap], mode="w+", dtype=np.float32,
+                                              shape=(rows, block.shape[1]))
+                arrays[tap][start:start + len(block)] = block
+                count = len(block)
+            start += count
         if start != rows:
             raise RuntimeError(f"the loader yielded {start} images, the dataset has {rows}")
         for array in arrays.values():
@@ -143,11 +159,23 @@ def _write_all(model: nn.Module, loader: DataLoader, taps: Sequence[str], paths:
         arrays.clear()
 
 
-def _prepared(net: nn.Module, device: torch.device, channels_last: bool, compile_model: bool) -> nn.Module:
-    net = net.to(device)
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    return torch.compile(net, dynamic=False) if compile_model else net  # type: ignore[return-value]
+@contextlib.contextmanager
+def prepared_model(model: nn.Module, device: torch.device, channels_last: bool = True,
+                   compile_model: bool = False) -> Iterator[nn.Module]:
+    """`model` on `device` in eval mode, channels_last and/or `torch.compile`d when asked.
+
+    Afterwards the module has its train/eval mode and (after channels_last) its contiguous layout
+    back; it stays on `device`. Parameters are converted in place, so an optimizer holding them
+    keeps working.
+    """
+    with _eval_mode(model.to(device)) as net:
+        if channels_last:
+            net.to(memory_format=torch.channels_last)
+        try:
+            yield torch.compile(net, dynamic=False) if compile_model else net  # type: ignore[misc]
+        finally:
+            if channels_last:
+                net.to(memory_format=torch.contiguous_format)
 
 
 def extract_features(
@@ -188,10 +216,8 @@ def extract_features(
         net = model if isinstance(model, nn.Module) else model()
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                             pin_memory=device.type == "cuda")
-        _write_all(_prepared(net, device, channels_last, compile_model), loader, missing, paths, rows, device,
-                   progress, channels_last, key.precision)
-        if channels_last and isinstance(model, nn.Module):
-            model.to(memory_format=torch.contiguous_format)  # a module passed in gets its layout back
+        with prepared_model(net, device, channels_last, compile_model) as ready:
+            _write_all(ready, loader, missing, paths, rows, device, progress, channels_last, key.precision)
         for tap in missing:
             atomic_write_text(_meta_path(paths[tap]), json.dumps({"rows": rows, "images": images, "key": {
                 "checkpoint_sha256": key.checkpoint_sha256, "dataset": key.dataset, "split": key.split,

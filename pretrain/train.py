@@ -29,7 +29,7 @@ from .sampler import UniformClusterSampler
 
 # Fields that may change between a run and its resumption without changing the result.
 RESUMABLE_CHANGES = frozenset({"epochs", "progress", "num_workers", "checkpoint_interval", "kmeans_backend",
-                               "max_keep_checkpoints"})
+                               "max_keep_checkpoints", "extract_channels_last", "extract_compile"})
 
 
 def run(config: PretrainConfig | str, data_root: Path | str, work_dir: Path | str,
