@@ -9,9 +9,12 @@ loads the arrays (memory-mapped) without building or running the model.
 
 Speed (`benchmarks/bench_extraction.py` times it against a bare eager torchvision loop): inference
 mode, the model and batches in channels_last (oneDNN / cuDNN run NHWC convolutions faster), pinned
-host memory and non-blocking copies on CUDA, optional `torch.compile`. `precision="bf16"` runs the
-model under CUDA bfloat16 autocast: a deviation from the reference's fp32 features, so it is part
-of the cache key (file name) and recorded in the metadata; the default stays fp32.
+host memory and non-blocking copies on CUDA, optional `torch.compile`; each tap's rows are streamed
+into its file in order (one sequential write per batch, one fsync) rather than through a fresh
+memory map. pretrain.recluster runs the same inner loop (`batch_features`, `prepared_model`).
+`precision="bf16"` runs the model under CUDA bfloat16 autocast: a deviation from the reference's
+fp32 features, so it is part of the cache key (file name) and recorded in the metadata; the
+default stays fp32.
 """
 
 from __future__ import annotations
