@@ -11,7 +11,7 @@ and run the same ResNet-50 weights:
          a plain loop `model(x.to(device)).cpu()` (what an evaluator without care would write);
   ours   extract_features: inference mode, channels_last, pinned memory + non-blocking copies on
          CUDA, optional torch.compile / bf16 autocast, all five Feature1..5 taps pooled and written
-         to the memory-mapped cache (more work than the bare loop's single avgpool output).
+         to the .npy cache (more work than the bare loop's single avgpool output).
 Each side runs once untimed on one batch first (allocator, oneDNN primitive cache), then
 `--repeats` times; the best time of each is compared (a shared machine adds noise, never speed).
 """

@@ -15,9 +15,12 @@ renames the files only after every rank's rows are in; rank 0 alone touches the 
 
 Speed (`benchmarks/bench_extraction.py` times it against a bare eager torchvision loop): inference
 mode, the model and batches in channels_last (oneDNN / cuDNN run NHWC convolutions faster), pinned
-host memory and non-blocking copies on CUDA, optional `torch.compile`. `precision="bf16"` runs the
-model under CUDA bfloat16 autocast: a deviation from the reference's fp32 features, so it is part
-of the cache key (file name) and recorded in the metadata; the default stays fp32.
+host memory and non-blocking copies on CUDA, optional `torch.compile`; each tap's rows are streamed
+into its file in order (one sequential write per batch, one fsync) rather than through a fresh
+memory map. pretrain.recluster runs the same inner loop (`batch_features`, `prepared_model`).
+`precision="bf16"` runs the model under CUDA bfloat16 autocast: a deviation from the reference's
+fp32 features, so it is part of the cache key (file name) and recorded in the metadata; the
+default stays fp32.
 """
 
 from __future__ import annotations
@@ -26,14 +29,16 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
-from numpy.lib.format import open_memmap
+from numpy.lib import format as npy_format
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
@@ -129,6 +134,57 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
     return torch.autocast("cuda", dtype=dtype)
 
 
+def batch_features(net: nn.Module, loader: Iterable[object], taps: Sequence[str], device: torch.device,
+                   channels_last: bool = True, precision: str = "fp32") -> Iterator[dict[str, np.ndarray]]:
+    """Per loader batch, in order: {tap: float32 (B, dim) array} of `net(images, taps=taps)`.
+
+    The one inner extraction loop (the feature cache below and pretrain.recluster use it): each
+    batch goes to `device` (channels_last when asked, non-blocking), runs under inference mode and
+    the precision's autocast, and comes back as host arrays. `net` is used as given: put it in
+    eval mode and its layout first (`prepared_model`). The modes are entered per batch, so the
+    caller's code between batches runs outside them.
+    """
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    for batch in loader:
+        images = _images(batch)
+        with torch.inference_mode(), _autocast(device, precision):
+            images = images.to(device, non_blocking=True,
+                               memory_format=layout if images.dim() == 4 else torch.preserve_format)
+            out = net(images, taps=tuple(taps))
+            feats = {tap: out[tap].reshape(len(images), -1).float().cpu().numpy() for tap in taps}
+        yield feats
+
+
+def _npy_header(fh: IO[bytes], rows: int, dim: int) -> None:
+    descr = npy_format.dtype_to_descr(np.dtype(np.float32))
+    npy_format.write_array_header_1_0(fh, {"descr": descr, "fortran_order": False, "shape": (rows, dim)})
+
+
+def _write_all(net: nn.Module, loader: DataLoader, taps: Sequence[str], paths: dict[str, Path],
+               rows: int, device: torch.device, progress: bool, channels_last: bool, precision: str) -> None:
+    """Stream each tap's rows, in order, into its .npy (header first: the row count is known), then
+    fsync: sequential buffered writes cost a fraction of filling a fresh memory map page by page."""
+    with contextlib.ExitStack() as stack:
+        tmp = {tap: stack.enter_context(atomic_path(paths[tap])) for tap in taps}
+        files = {tap: stack.enter_context(open(tmp[tap], "wb")) for tap in taps}
+        start = 0
+        bar = tqdm(loader, desc=f"features {'+'.join(taps)}", unit="batch", disable=not progress, leave=False)
+        for feats in batch_features(net, bar, taps, device, channels_last, precision):
+            count = len(next(iter(feats.values())))
+            if start + count > rows:
+                raise RuntimeError(f"the loader yielded more than the dataset's {rows} images")
+            for tap, block in feats.items():
+                if start == 0:
+                    _npy_header(files[tap], rows, block.shape[1])
+                files[tap].write(np.ascontiguousarray(block, dtype=np.float32).data)
+            start += count
+        if start != rows:
+            raise RuntimeError(f"the loader yielded {start} images, the dataset has {rows}")
+        for fh in files.values():
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
 @dataclass(frozen=True)
 class _Run:
     """How the batches are read and run (the same for every rank)."""
@@ -152,47 +208,25 @@ class _Run:
 Alloc = Callable[[str, int], np.ndarray]  # (tap, feature dim) -> the array the rows are written into
 
 
-def _forward_rows(model: nn.Module, loader: DataLoader, taps: Sequence[str], alloc: Alloc, offset: int,
-                  device: torch.device, progress: bool, channels_last: bool, precision: str
-                  ) -> tuple[dict[str, np.ndarray], int]:
-    """Run `loader` through `model` in order, writing each tap's rows from row `offset` on into
+def _forward_rows(net: nn.Module, loader: DataLoader, taps: Sequence[str], alloc: Alloc, offset: int,
+                  run: _Run) -> tuple[dict[str, np.ndarray], int]:
+    """`batch_features` over `loader`, each tap's rows written from row `offset` on into
     alloc(tap, dim) (called at the first batch); returns the arrays and the number of images."""
     arrays: dict[str, np.ndarray] = {}
     start = offset
-    layout = torch.channels_last if channels_last else torch.contiguous_format
-    with _eval_mode(model), torch.inference_mode(), _autocast(device, precision):
-        for batch in tqdm(loader, desc=f"features {'+'.join(taps)}", unit="batch", disable=not progress,
-                          leave=False):
-            images = _images(batch)
-            images = images.to(device, non_blocking=True,
-                               memory_format=layout if images.dim() == 4 else torch.preserve_format)
-            out = model(images, taps=tuple(taps))
-            for tap in taps:
-                feats = out[tap].reshape(len(images), -1).float().cpu().numpy()
-                if tap not in arrays:
-                    arrays[tap] = alloc(tap, feats.shape[1])
-                arrays[tap][start:start + len(feats)] = feats
-            start += len(images)
+    bar = tqdm(loader, desc=f"features {'+'.join(taps)}", unit="batch", disable=not run.progress, leave=False)
+    for feats in batch_features(net, bar, taps, run.device, run.channels_last, run.precision):
+        count = len(next(iter(feats.values())))
+        for tap, block in feats.items():
+            if tap not in arrays:
+                arrays[tap] = alloc(tap, block.shape[1])
+            arrays[tap][start:start + count] = block
+        start += count
     return arrays, start - offset
 
 
 def _memmaps(tmp: dict[str, Path], rows: int) -> Alloc:
-    return lambda tap, dim: open_memmap(tmp[tap], mode="w+", dtype=np.float32, shape=(rows, dim))
-
-
-def _write_all(model: nn.Module, dataset: Dataset, taps: Sequence[str], paths: dict[str, Path], rows: int,
-               run: _Run) -> list[int]:
-    """One process: every image, into the temporary files, then renamed. Returns [rows done]."""
-    loader = run.loader(dataset)
-    with contextlib.ExitStack() as stack:
-        tmp = {tap: stack.enter_context(atomic_path(paths[tap])) for tap in taps}
-        arrays, done = _forward_rows(model, loader, taps, _memmaps(tmp, rows), 0, *run.forward_args)
-        if done != rows:
-            raise RuntimeError(f"the loader yielded {done} images, the dataset has {rows}")
-        for array in arrays.values():
-            array.flush()
-        arrays.clear()
-    return [done]
+    return lambda tap, dim: npy_format.open_memmap(tmp[tap], mode="w+", dtype=np.float32, shape=(rows, dim))
 
 
 def _write_sharded(model: nn.Module, dataset: Dataset, taps: Sequence[str], paths: dict[str, Path], rows: int,
@@ -211,7 +245,7 @@ def _write_sharded(model: nn.Module, dataset: Dataset, taps: Sequence[str], path
             lambda tap, dim: np.empty((end - begin, dim), dtype=np.float32))
         offset = begin if dist.is_main else 0
         try:
-            arrays, done = _forward_rows(model, loader, taps, alloc, offset, *run.forward_args)
+            arrays, done = _forward_rows(model, loader, taps, alloc, offset, run)
             failure = "" if done == end - begin else f"rank {dist.rank} got {done} of {end - begin} images"
         except Exception as err:  # every rank must learn of it, or the others wait in the gather
             arrays, done, failure = {}, 0, f"rank {dist.rank}: {type(err).__name__}: {err}"
@@ -235,11 +269,24 @@ def _write_sharded(model: nn.Module, dataset: Dataset, taps: Sequence[str], path
     return [int(c) for c in counts]
 
 
-def _prepared(net: nn.Module, device: torch.device, channels_last: bool, compile_model: bool) -> nn.Module:
-    net = net.to(device)
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    return torch.compile(net, dynamic=False) if compile_model else net  # type: ignore[return-value]
+@contextlib.contextmanager
+def prepared_model(model: nn.Module, device: torch.device, channels_last: bool = True,
+                   compile_model: bool = False, give_back: bool = True) -> Iterator[nn.Module]:
+    """`model` on `device` in eval mode, channels_last and/or `torch.compile`d when asked.
+
+    Afterwards the module has its train/eval mode and (after channels_last, with `give_back`) its
+    contiguous layout back; it stays on `device`. Parameters are converted in place, so an
+    optimizer holding them keeps working. `give_back=False` skips the layout copy for a model
+    nobody uses afterwards.
+    """
+    with _eval_mode(model.to(device)) as net:
+        if channels_last:
+            net.to(memory_format=torch.channels_last)
+        try:
+            yield torch.compile(net, dynamic=False) if compile_model else net  # type: ignore[misc]
+        finally:
+            if channels_last and give_back:
+                net.to(memory_format=torch.contiguous_format)
 
 
 def _write_meta(path: Path, key: FeatureKey, tap: str, rows: int, images: str, per_rank: list[int]) -> None:
@@ -296,11 +343,12 @@ def extract_features(
                  dist.world_size)
         net = model if isinstance(model, nn.Module) else model()
         run = _Run(batch_size, num_workers, device, progress and dist.is_main, channels_last, key.precision)
-        prepared = _prepared(net, device, channels_last, compile_model)
-        per_rank = (_write_sharded(prepared, dataset, missing, paths, rows, run, dist) if dist.distributed
-                    else _write_all(prepared, dataset, missing, paths, rows, run))
-        if channels_last and isinstance(model, nn.Module):
-            model.to(memory_format=torch.contiguous_format)  # a module passed in gets its layout back
+        with prepared_model(net, device, channels_last, compile_model, give_back=net is model) as ready:
+            if dist.distributed:
+                per_rank = _write_sharded(ready, dataset, missing, paths, rows, run, dist)
+            else:
+                _write_all(ready, run.loader(dataset), missing, paths, rows, *run.forward_args)
+                per_rank = [rows]
         if dist.is_main:
             for tap in missing:
                 _write_meta(paths[tap], key, tap, rows, images, per_rank)

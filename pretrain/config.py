@@ -62,6 +62,9 @@ class PretrainConfig:
     extract_batch_size: int = 128
     extract_resize: int = 256
     extract_crop: int = 224
+    # speed only (dcbench.features): NHWC convolutions change float rounding, not the protocol
+    extract_channels_last: bool = True
+    extract_compile: bool = False
     # optimisation (8 GPUs x 64 = 512 images per step in the reference)
     epochs: int = 200
     batch_size: int = 64  # per process

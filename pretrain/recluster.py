@@ -10,8 +10,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm import tqdm
 
+from dcbench.features import batch_features, prepared_model
 from dcbench.fileio import atomic_write
 
 from . import distributed as D
@@ -24,6 +26,7 @@ from .model import DeepClusterModel, reset_head_momentum
 SALT_KMEANS = 1
 SALT_HEAD = 2
 SALT_TRAIN = 3
+TAP = "avgpool"  # res5 -> global average pool, what DeepCluster clusters
 
 
 def derive_seed(seed: int, epoch: int, salt: int, rank: int = 0) -> int:
@@ -42,19 +45,35 @@ class Images:
     gt_labels: np.ndarray | None  # ground-truth classes when the dataset has them
 
 
-@torch.no_grad()
+class _AvgPoolTap(nn.Module):
+    """The model's clustered features as the shared extraction loop's one tap, 'avgpool'."""
+
+    def __init__(self, model: DeepClusterModel) -> None:
+        super().__init__()
+        self.model = model
+        self.train(model.training)  # prepared_model restores this mode to the model afterwards
+
+    def forward(self, x: torch.Tensor, taps: tuple[str, ...] = (TAP,)) -> dict[str, torch.Tensor]:
+        return {TAP: self.model.features(x)}
+
+
 def extract_features(model: DeepClusterModel, cfg: PretrainConfig, images: Images,
                      info: D.DistInfo) -> np.ndarray | None:
-    """avgpool features (2048-d for ResNet-50) of every image in eval mode; full array on rank 0."""
-    was_training = model.training
-    model.eval()
+    """avgpool features (2048-d; 512-d for ResNet-18) of every image in eval mode; full array on rank 0,
+    None elsewhere.
+
+    Runs dcbench.features' extraction loop (inference mode; channels_last and torch.compile per
+    `cfg.extract_channels_last` / `cfg.extract_compile`), so the pretrainer gets the evaluators'
+    speed-ups; without channels_last the features are bit-identical to `model.features` in eval
+    mode, with it they differ by the convolutions' float rounding.
+    """
     shard = D.shard_indices(len(images.paths), info)
     loader = extract_loader(cfg, images.paths, shard)
-    chunks = []
     bar = tqdm(loader, desc="extract", disable=not (cfg.progress and info.is_main), leave=False)
-    for x, _ in bar:
-        chunks.append(model.features(x.to(info.device, non_blocking=True)).float())
-    model.train(was_training)
+    with prepared_model(_AvgPoolTap(model), info.device, cfg.extract_channels_last,
+                        cfg.extract_compile) as net:
+        chunks = [torch.from_numpy(feats[TAP]) for feats in
+                  batch_features(net, bar, (TAP,), info.device, cfg.extract_channels_last)]
     return D.gather_rows(torch.cat(chunks), len(images.paths), info)
 
 

@@ -27,9 +27,10 @@ from .plot import PLOT_NAME, plot_curves
 from .recluster import SALT_TRAIN, Images, derive_seed, recluster
 from .sampler import UniformClusterSampler
 
-# Fields that may change between a run and its resumption without changing the result.
+# Fields that may change between a run and its resumption without changing the result (the two
+# extract_* speed options only change the float rounding of the features that are clustered).
 RESUMABLE_CHANGES = frozenset({"epochs", "progress", "num_workers", "checkpoint_interval", "kmeans_backend",
-                               "max_keep_checkpoints"})
+                               "max_keep_checkpoints", "extract_channels_last", "extract_compile"})
 
 
 def run(config: PretrainConfig | str, data_root: Path | str, work_dir: Path | str,

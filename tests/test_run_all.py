@@ -12,13 +12,8 @@ from reports.render import check_readme
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
-    work = tmp_path_factory.mktemp("run_all")
-    code = run_all.main([
-        "--tiny", "--work-dir", str(work), "--readme", str(work / "README.md"),
-        "--benchmarks", "voc07_svm,linear_places205,det_voc0712",
-    ])
-    return work, code
+def tiny_run(tiny_run_all: tuple[Path, int]) -> tuple[Path, int]:
+    return tiny_run_all  # one run for the session (tests/conftest.py); the learning test reads its pretrain
 
 
 def test_tiny_pipeline_fills_the_tables(tiny_run: tuple[Path, int]) -> None:

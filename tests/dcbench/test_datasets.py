@@ -24,12 +24,11 @@ from dcbench.datasets import (
     read_voc_cls,
     read_voc_det,
 )
-from dcbench.tiny import make_tiny
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny(tmp_path_factory.mktemp("tiny") / "data", seed=0)
+def root(tiny_tree: Path) -> Path:
+    return tiny_tree  # the session's one full tree (tests/conftest.py); tests that change data copy it
 
 
 def _size(path: Path) -> tuple[int, int]:

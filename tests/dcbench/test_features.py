@@ -146,6 +146,24 @@ def test_temporary_files_of_a_killed_run_are_swept(tmp_path: Path) -> None:
     assert not leftover.exists() and not list(tmp_path.rglob("*.tmp"))
 
 
+def test_cache_holds_exactly_what_the_plain_channels_last_loop_computes(tmp_path: Path) -> None:
+    """The cache path (batch_features + memmap) adds nothing to the numbers: bit-equal to the model's
+    own output in eval + inference mode with the model and batches in channels_last."""
+    torch.manual_seed(0)
+    taps = FeatureTaps(build_resnet50())
+    data = _Images(5)
+    names = ["feature1", "feature3", "avgpool"]
+    out = extract_features(taps, data, names, tmp_path, KEY, torch.device("cpu"), batch_size=2,
+                           progress=False)
+    model = FeatureTaps(build_resnet50()).eval().to(memory_format=torch.channels_last)
+    model.load_state_dict(taps.state_dict())
+    with torch.inference_mode():
+        want = [model(data.images[i:i + 2].contiguous(memory_format=torch.channels_last),
+                      taps=tuple(names)) for i in range(0, 5, 2)]
+    for tap in names:
+        np.testing.assert_array_equal(out[tap], torch.cat([w[tap] for w in want]).flatten(1).numpy())
+
+
 class _FailsOnRank1(_Taps):
     def forward(self, x: torch.Tensor, taps: Sequence[str]) -> dict[str, torch.Tensor]:
         if int(os.environ["RANK"]) == 1:

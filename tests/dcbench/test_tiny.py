@@ -24,8 +24,8 @@ def _hashes(root: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny(tmp_path_factory.mktemp("tiny") / "data", seed=0)
+def tree(tiny_tree: Path) -> Path:
+    return tiny_tree  # the session's one full tree (tests/conftest.py)
 
 
 def test_every_layout_is_written(tree: Path) -> None:

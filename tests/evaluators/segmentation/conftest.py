@@ -8,12 +8,11 @@ import pytest
 import torch
 
 from dcbench.backbone import Backbone, build_resnet50
-from dcbench.tiny import make_tiny
 
 
 @pytest.fixture(scope="session")
-def seg_data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny(tmp_path_factory.mktemp("segdata") / "data", seed=0, datasets=["voc2012", "cityscapes"])
+def seg_data_root(tiny_tree: Path) -> Path:
+    return tiny_tree  # the session's one full tree (tests/conftest.py): VOC2012(+aug) and Cityscapes
 
 
 @pytest.fixture(scope="session")

@@ -13,12 +13,11 @@ import pytest
 import torch
 
 from dcbench.backbone import Backbone, build_resnet50
-from dcbench.tiny import make_tiny
 
 
 @pytest.fixture(scope="session")
-def tiny_voc_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny(tmp_path_factory.mktemp("tiny") / "data", seed=0, datasets=["voc2007"])
+def tiny_voc_root(tiny_tree: Path) -> Path:
+    return tiny_tree  # the session's one full tree (tests/conftest.py): its VOC2007 is what the SVMs read
 
 
 @pytest.fixture(scope="session")
