@@ -1,4 +1,4 @@
-"""Session-wide fixtures: ONE full tiny data tree for every test that only reads it.
+"""Session-wide fixtures: ONE full tiny data tree for every test that only reads it; a torchrun runner.
 
 Writing the whole dcbench.tiny tree (seed 0) takes tens of seconds on a loaded 2-core machine;
 the dataset readers, the tiny-tree checks, the SVM and the segmentation tests used to write it (or
@@ -7,6 +7,11 @@ their part of it) once each. Read-only by contract: a test that changes data cop
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,3 +41,23 @@ def tiny_run_all(tiny_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> t
         "--benchmarks", "voc07_svm,linear_places205,det_voc0712",
     ])
     return work, code
+
+
+RankRunner = Callable[[Path, int, Path], list[dict]]
+
+
+@pytest.fixture(scope="session")
+def torchrun_ranks() -> RankRunner:
+    """run(script, nproc, out): `torchrun --standalone --nproc_per_node nproc script out` on gloo (CPU,
+    one thread per rank); asserts exit 0 and returns each rank's `out/rank<r>.json`, in rank order."""
+    repo = Path(__file__).resolve().parents[1]
+
+    def run(script: Path, nproc: int, out: Path) -> list[dict]:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo), "CUDA_VISIBLE_DEVICES": ""}
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               str(script), str(out)]
+        done = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-4000:]
+        return [json.loads((out / f"rank{r}.json").read_text()) for r in range(nproc)]
+
+    return run

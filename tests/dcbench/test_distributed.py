@@ -1,9 +1,8 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -98,14 +97,10 @@ def _on_main_rank(root: Path) -> None:
     shutdown(info)
 
 
-def test_on_main_runs_on_rank_0_and_hands_result_or_error_to_the_others(tmp_path: Path) -> None:
-    repo = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo), "CUDA_VISIBLE_DEVICES": ""}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", __file__,
-           str(tmp_path)]
-    done = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-4000:]
-    seen = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+def test_on_main_runs_on_rank_0_and_hands_result_or_error_to_the_others(
+    tmp_path: Path, torchrun_ranks: Callable[..., list[dict]],
+) -> None:
+    seen = torchrun_ranks(Path(__file__), 2, tmp_path)
     assert [s["value"] for s in seen] == [{"rows": [0, 7]}] * 2  # rank 0's result everywhere
     assert [s["calls"] for s in seen] == [[0], []]  # the step ran on rank 0 only
     assert seen[0]["error"].startswith("ZeroDivisionError")

@@ -4,7 +4,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -191,14 +191,10 @@ def _sharded_rank(root: Path) -> None:
     shutdown(info)
 
 
-def test_sharded_extraction_over_three_ranks_equals_one_process(tmp_path: Path) -> None:
-    repo = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo), "CUDA_VISIBLE_DEVICES": ""}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=3", __file__,
-           str(tmp_path)]
-    done = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-4000:]
-    seen = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(3)]
+def test_sharded_extraction_over_three_ranks_equals_one_process(
+    tmp_path: Path, torchrun_ranks: Callable[..., list[dict]],
+) -> None:
+    seen = torchrun_ranks(Path(__file__), 3, tmp_path)
     for name, count, calls in (("five", 5, [1, 1, 1]), ("three", 3, [1, 1, 0])):
         assert [s[name]["calls"] for s in seen] == calls  # each rank ran only its own batches
         assert [s[name]["returned"] for s in seen] == [True, False, False]  # arrays on rank 0 only
