@@ -73,6 +73,16 @@ def _rss_mb() -> float:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
+
+
+def _growth(before: float) -> float:
+    """Peak RSS growth since `before` (MiB). The peak cannot be below `before`; Linux's per-thread
+    RSS counters can put the two readings a few pages apart, so the difference is floored at 0."""
+    return max(0.0, _peak_mb() - before)
+
+
 def _worker(rank: int, world: int, port: int, rows: int, impl: str, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
@@ -84,10 +94,10 @@ def _worker(rank: int, world: int, port: int, rows: int, impl: str, out: str) ->
     before = _rss_mb()
     gather = D.gather_rows if impl == "preallocated" else three_copy_gather
     full = gather(local, rows, info)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
+    growth = _growth(before)
     if full is not None:
         digest = hashlib.sha256(np.ascontiguousarray(full).tobytes()).hexdigest()[:16]
-        Path(out).write_text(f"{peak - before:.1f} {digest}")
+        Path(out).write_text(f"{growth:.1f} {digest}")
     dist.barrier()
     dist.destroy_process_group()
 
@@ -179,8 +189,8 @@ def coco_measurement(impl: str, images: int, ann_file: str, args: argparse.Names
         metric.process({}, [sample])
     del kept
     values = metric.evaluate(images)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"growth": peak - before, "peak": peak, "metrics": {k: float(v) for k, v in values.items()}}
+    metrics = {k: float(v) for k, v in values.items()}
+    return {"growth": _growth(before), "peak": _peak_mb(), "metrics": metrics}
 
 
 def _coco_worker(impl: str, images: int, ann_file: str, args: argparse.Namespace, out: str) -> None:
