@@ -58,17 +58,23 @@ def _job_logs(work: Path) -> set[Path]:
     return set((work / "slurm").glob("*_log.err"))
 
 
+def _start_and_wait_for_first_epoch(argv: list[str], cli, work: Path) -> subprocess.Popen:
+    """Start run_all (output captured) and return once the probe finished an epoch, or it ended, or 300 s."""
+    proc = subprocess.Popen(argv, cwd=cli.root, env=cli.env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while _probe_epoch(work) < 1 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return proc
+
+
 def test_cancelled_job_resumes_and_finished_benchmarks_are_not_rerun(slurm_cluster, tiny_inputs, run_all_cli,
                                                                      tmp_path) -> None:
     work, cli = tmp_path / "resume", run_all_cli
     epochs = 10  # slack: scancel on a loaded machine can take seconds, the tiny epochs ~2 s each
     overrides = (f"linear_imagenet.epochs={epochs}", "linear_imagenet.milestones=[8]", *cli.one_setting)
     argv = cli.argv(tiny_inputs, work, "semisup_1pct,linear_imagenet", overrides, *SLURM)
-    first = subprocess.Popen(argv, cwd=cli.root, env=cli.env(), stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 300
-    while _probe_epoch(work) < 1 and first.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
+    first = _start_and_wait_for_first_epoch(argv, cli, work)
     cancelled_after = _probe_epoch(work)
     # SIGKILL to the whole job (batch script included): submitit catches SLURM's default SIGTERM to
     # checkpoint, and the tiny remaining epochs could finish inside the kill window
@@ -101,11 +107,7 @@ def test_preempted_job_requeues_itself_and_resumes(slurm_cluster, tiny_inputs, r
     epochs = 3
     overrides = (f"linear_imagenet.epochs={epochs}", "linear_imagenet.milestones=[2]")
     argv = cli.argv(tiny_inputs, work, "linear_imagenet", overrides, *SLURM)
-    run = subprocess.Popen(argv, cwd=cli.root, env=cli.env(), stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 300
-    while _probe_epoch(work) < 1 and run.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
+    run = _start_and_wait_for_first_epoch(argv, cli, work)
     job = subprocess.run(["squeue", "-h", "-n", "dcbench-linear_imagenet", "-o", "%i"], capture_output=True,
                          text=True, check=True, timeout=60).stdout.split()
     preempted_after = _probe_epoch(work)
