@@ -15,7 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 
+from dcbench.backbone import Backbone, build_resnet50
 from dcbench.tiny import make_tiny
 
 
@@ -41,6 +43,14 @@ def tiny_run_all(tiny_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> t
         "--benchmarks", "voc07_svm,linear_places205,det_voc0712",
     ])
     return work, code
+
+
+@pytest.fixture(scope="session")
+def random_backbone() -> Backbone:
+    """A ResNet-50 at its seed-0 random init (RGB), for tests that need *a* backbone (SVM, segmentation)."""
+    torch.manual_seed(0)
+    return Backbone(state_dict=build_resnet50().state_dict(), sobel=False, sha256="ab" * 32,
+                    source_format="test")
 
 
 RankRunner = Callable[[Path, int, Path], list[dict]]

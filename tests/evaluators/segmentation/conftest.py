@@ -1,4 +1,5 @@
-"""Fixtures: the tiny VOC2012(+aug) and Cityscapes layouts (dcbench.tiny), random RGB / Sobel backbones."""
+"""Fixtures: the tiny VOC2012(+aug) and Cityscapes layouts (dcbench.tiny), a random Sobel backbone (the
+RGB one is tests/conftest.py's `random_backbone`)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,6 @@ from dcbench.backbone import Backbone, build_resnet50
 @pytest.fixture(scope="session")
 def seg_data_root(tiny_tree: Path) -> Path:
     return tiny_tree  # the session's one full tree (tests/conftest.py): VOC2012(+aug) and Cityscapes
-
-
-@pytest.fixture(scope="session")
-def random_backbone() -> Backbone:
-    torch.manual_seed(0)
-    return Backbone(state_dict=build_resnet50().state_dict(), sobel=False, sha256="0" * 64,
-                    source_format="test")
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
-
-from dcbench.backbone import Backbone, build_resnet50
 
 
 @pytest.fixture(scope="session")
@@ -23,14 +20,6 @@ def tiny_voc_root(tiny_tree: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_voc_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("svm_feature_cache")
-
-
-@pytest.fixture(scope="session")
-def random_backbone() -> Backbone:
-    torch.manual_seed(0)
-    return Backbone(state_dict=build_resnet50().state_dict(), sobel=False, sha256="ab" * 32,
-                    source_format="test")
-
 
 
 @pytest.fixture(scope="session")
