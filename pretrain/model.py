@@ -86,9 +86,10 @@ def reset_head_momentum(optimizer: torch.optim.Optimizer, head: nn.Module) -> No
 
 
 def build_optimizer(model: DeepClusterModel, lr: float, momentum: float, head_momentum: float,
-                    weight_decay: float) -> torch.optim.SGD:
-    """SGD; the head is its own param group with its own momentum (MMSelfSup paramwise 'head')."""
-    return torch.optim.SGD(
+                    weight_decay: float, head_lr_mult: float = 1.0) -> torch.optim.SGD:
+    """SGD; the head is its own param group with its own momentum (MMSelfSup paramwise 'head') and
+    lr `lr * head_lr_mult` (1 in the reference)."""
+    optimizer = torch.optim.SGD(
         [
             {"params": list(model.trunk.parameters()), "momentum": momentum},
             {"params": list(model.head.parameters()), "momentum": head_momentum},
@@ -97,3 +98,11 @@ def build_optimizer(model: DeepClusterModel, lr: float, momentum: float, head_mo
         momentum=momentum,
         weight_decay=weight_decay,
     )
+    set_lr(optimizer, lr, head_lr_mult)
+    return optimizer
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float, head_lr_mult: float) -> None:
+    """Trunk group at `lr`, head group (the second, see build_optimizer) at `lr * head_lr_mult`."""
+    trunk, head = optimizer.param_groups
+    trunk["lr"], head["lr"] = lr, lr * head_lr_mult

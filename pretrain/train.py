@@ -22,7 +22,7 @@ from .cluster import check_cluster_inputs
 from .config import PretrainConfig, feat_dim, load_config, lr_at
 from .data import read_train_list, train_loader
 from .metrics import append_log, read_log, truncate_log
-from .model import DeepClusterModel, build_model, build_optimizer
+from .model import DeepClusterModel, build_model, build_optimizer, set_lr
 from .plot import PLOT_NAME, plot_curves
 from .recluster import SALT_TRAIN, Images, derive_seed, recluster
 from .sampler import UniformClusterSampler
@@ -56,7 +56,8 @@ def _run(cfg: PretrainConfig, data_root: Path, work_dir: Path, resume: Path | No
     work_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = build_model(cfg).to(info.device)
-    optimizer = build_optimizer(model, cfg.lr, cfg.momentum, cfg.head_momentum, cfg.weight_decay)
+    optimizer = build_optimizer(model, cfg.lr, cfg.momentum, cfg.head_momentum, cfg.weight_decay,
+                                cfg.head_lr_mult)
     found = C.load_for_resume(work_dir, resume)
     if found is not None:
         path, ckpt = found
@@ -94,8 +95,7 @@ def train_epoch(net: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: Pre
     sampler.set_epoch(epoch)
     worker_seed = derive_seed(cfg.seed, epoch, SALT_TRAIN, 1000 + info.rank)
     loader = train_loader(cfg, images.paths, labels, sampler, worker_seed)
-    for group in optimizer.param_groups:
-        group["lr"] = lr_at(cfg, epoch)
+    set_lr(optimizer, lr_at(cfg, epoch), cfg.head_lr_mult)
     net.train()
     total = torch.zeros((), dtype=torch.float64, device=info.device)
     seen = 0

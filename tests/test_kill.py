@@ -23,6 +23,7 @@ import pytest
 from dcbench.fileio import TMP_PATTERN
 from dcbench.results import KEY_COLUMNS, ResultStore
 from dcbench.tiny import make_tiny
+from pretrain.config import TINY
 from reports.render import render_blocks
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,15 +82,16 @@ def test_kill_9_anywhere_loses_nothing(data_root: Path, tmp_path: Path) -> None:
 
     # (2) after the first epoch's checkpoint is complete, during the second epoch
     assert _run(argv, work, lambda: (pretrain / "epoch_0001.pth").exists()) == -signal.SIGKILL
-    first = (pretrain / "epoch_0001.pth").stat().st_mtime_ns
+    epoch_1 = pretrain / "assignments" / "epoch_0001.npy"  # epoch 1 writes it; its checkpoint is pruned later
+    first = epoch_1.stat().st_mtime_ns
     assert not [p for p in _tmp_files(pretrain) if p.name.startswith(".epoch_0001.pth.")]  # swept
 
     # (3) in the middle of the benchmark, after its first probe epoch
     mid = lambda: _log_has(work, "places205 probe epoch 1/2: loss")  # noqa: E731
     assert _run(argv, work, mid) == -signal.SIGKILL
-    final = pretrain / "epoch_0002.pth"
+    final = pretrain / f"epoch_{TINY.epochs:04d}.pth"
     done = final.stat().st_mtime_ns
-    assert (pretrain / "epoch_0001.pth").stat().st_mtime_ns == first  # resumed, epoch 1 not redone
+    assert epoch_1.stat().st_mtime_ns == first  # resumed, epoch 1 not redone
     assert _ok_rows(store) == []
 
     # (4) right after the benchmark's rows are appended (or at the end, if it gets there first)
@@ -99,7 +101,7 @@ def test_kill_9_anywhere_loses_nothing(data_root: Path, tmp_path: Path) -> None:
     assert _run(argv, work, None) == 0
     assert final.stat().st_mtime_ns == done  # the finished pretrain is reused, not redone
     epochs = [json.loads(line)["epoch"] for line in (pretrain / "log.jsonl").read_text().splitlines()]
-    assert epochs == [0, 1, 2]
+    assert epochs == list(range(TINY.epochs + 1))
     assert _tmp_files(work) == [] and _tmp_files(data_root.parent) == []
 
     scan = ResultStore(store).scan()

@@ -7,7 +7,7 @@ import torch
 
 from dcbench.config import ConfigError, config_hash, replace
 from pretrain.config import DEEPCLUSTER_R50, TINY
-from pretrain.model import DeepClusterModel, build_model, build_optimizer, reset_head_momentum
+from pretrain.model import DeepClusterModel, build_model, build_optimizer, reset_head_momentum, set_lr
 
 
 def test_head_reset_and_momentum_groups() -> None:
@@ -63,3 +63,12 @@ def test_resnet18_arch_builds_a_512_d_trunk_with_the_configured_init() -> None:
     expected = math.sqrt(2.0 / (conv.weight.shape[1] * 9))  # kaiming fan_in, as for resnet50
     assert abs(conv.weight.std().item() / expected - 1) < 0.05
     assert model.trunk.conv1.in_channels == 2
+
+
+def test_head_lr_multiplier_applies_to_the_head_group_only() -> None:
+    model = DeepClusterModel(num_clusters=5, sobel=False)
+    opt = build_optimizer(model, 0.01, momentum=0.9, head_momentum=0.0, weight_decay=1e-5, head_lr_mult=0.15)
+    assert [g["lr"] for g in opt.param_groups] == [0.01, pytest.approx(0.0015)]
+    set_lr(opt, 0.001, 0.15)  # a new epoch's lr keeps the ratio
+    assert [g["lr"] for g in opt.param_groups] == [0.001, pytest.approx(0.00015)]
+    assert [g["lr"] for g in build_optimizer(model, 0.1, 0.9, 0.0, 1e-5).param_groups] == [0.1, 0.1]

@@ -17,6 +17,7 @@ from pretrain.cluster import ClusteringError
 from pretrain.config import TINY, TINY_SOBEL
 from pretrain.metrics import read_log
 
+TWO = replace(TINY, epochs=2)  # the tiny config, two epochs: what these tests check needs no more
 LOG_KEYS = {"epoch", "loss", "clustering_time_s", "kmeans_objective", "empty_clusters",
             "cluster_size_min", "cluster_size_median", "cluster_size_max", "nmi_prev", "nmi_gt"}
 
@@ -24,7 +25,7 @@ LOG_KEYS = {"epoch", "loss", "clustering_time_s", "kmeans_objective", "empty_clu
 @pytest.fixture(scope="module")
 def two_epochs(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("two_epochs")
-    final = pretrain.run(TINY, tiny_root, work)
+    final = pretrain.run(TWO, tiny_root, work)
     assert final == work / "epoch_0002.pth"
     return work
 
@@ -70,7 +71,7 @@ def test_resume_reaches_the_uninterrupted_weights(two_epochs: Path, tiny_root: P
     work = tmp_path / "resumed"
     first = pretrain.run(replace(TINY, epochs=1), tiny_root, work)
     assert first == work / "epoch_0001.pth"
-    final = pretrain.run(TINY, tiny_root, work)  # auto-resume from the work dir
+    final = pretrain.run(TWO, tiny_root, work)  # auto-resume from the work dir
     resumed = C.load_checkpoint(final)
     straight = C.load_checkpoint(two_epochs / "epoch_0002.pth")
     assert resumed["epoch"] == straight["epoch"] == 2
@@ -87,10 +88,10 @@ def test_explicit_resume_and_corrupt_latest_fallback(two_epochs: Path, tiny_root
     shutil.copytree(two_epochs, work)
     (work / "latest.pth").write_bytes((work / "latest.pth").read_bytes()[:1000])  # truncated
     with pytest.warns(RuntimeWarning, match="latest.pth"):
-        final = pretrain.run(TINY, tiny_root, work)  # already complete: nothing to train
+        final = pretrain.run(TWO, tiny_root, work)  # already complete: nothing to train
     assert final == work / "epoch_0002.pth"
     with pytest.raises(C.CheckpointError, match="cannot read"):
-        pretrain.run(TINY, tiny_root, work, resume=work / "latest.pth")
+        pretrain.run(TWO, tiny_root, work, resume=work / "latest.pth")
 
 
 def test_resume_refuses_a_different_config(two_epochs: Path, tiny_root: Path, tmp_path: Path) -> None:
@@ -113,10 +114,10 @@ def test_cli_sobel_tiny_runs(tiny_root: Path, tmp_path: Path, capsys: pytest.Cap
 def test_a_checkpoint_that_predates_a_config_field_resumes_at_its_default(two_epochs: Path, tiny_root: Path,
                                                                           tmp_path: Path) -> None:
     old = C.load_checkpoint(two_epochs / "epoch_0002.pth")
-    old["config"] = {k: v for k, v in old["config"].items() if k not in ("arch", "crop_scale")}
+    old["config"] = {k: v for k, v in old["config"].items() if k not in ("arch", "conv_init")}
     work = tmp_path / "old"
     work.mkdir()
     C.save_checkpoint(work / "epoch_0002.pth", old)
-    assert pretrain.run(TINY, tiny_root, work) == work / "epoch_0002.pth"  # complete: nothing to redo
+    assert pretrain.run(TWO, tiny_root, work) == work / "epoch_0002.pth"  # complete: nothing to redo
     with pytest.raises(ConfigError, match="arch"):
-        pretrain.run(replace(TINY, arch="resnet18"), tiny_root, work)
+        pretrain.run(replace(TWO, arch="resnet18"), tiny_root, work)
