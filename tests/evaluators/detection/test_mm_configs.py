@@ -101,7 +101,7 @@ def test_tiny_configs_keep_the_models_and_shrink_the_cost() -> None:
         assert (t.arch, t.bbox_head, t.mask_on, t.extra_norm, t.norm_type) == (
             r.arch, r.bbox_head, r.mask_on, r.extra_norm, r.norm_type)
         tiny_rois = (t.proposals.max_train, t.proposals.max_test, t.rois.sampled, t.rois.score_thr)
-        assert tiny_rois == (100, 50, 32, 0.0)
+        assert tiny_rois == (100, 10, 8, 0.0)
         assert tiny.schedule.length <= 10 and not tiny.schedule.by_epoch
         assert tiny.inputs.mean == ref.inputs.mean
     assert voc0712.TINY.mmdet == TINY_VOC_PROTOCOL and coco.TINY.mmdet == TINY_COCO_PROTOCOL
