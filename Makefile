@@ -24,6 +24,7 @@ browser:
 	bash scripts/install_browser.sh
 
 demo: setup
+	mkdir -p demo && { test -f demo/README.md || cp reports/templates/demo_intro.md demo/README.md; }
 	$(PY) run_all.py --tiny --work-dir demo --results demo/results.jsonl --readme demo/README.md
 	$(PY) -m reports --results demo/results.jsonl --html demo/site --metafile demo/metafile.yml \
 		--csv demo/results.csv --pretrain-log deepcluster-tiny=demo/pretrain/log.jsonl
