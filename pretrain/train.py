@@ -136,7 +136,8 @@ def _restore(ckpt: dict[str, Any], path: Path, cfg: PretrainConfig, model: DeepC
                      if saved.get(k) != now.get(k) and k not in RESUMABLE_CHANGES)
     if changed:
         diffs = {k: (saved.get(k), now.get(k)) for k in changed}
-        raise ConfigError(f"cannot resume from {path}: config differs (checkpoint, now): {diffs}")
+        raise ConfigError(f"cannot resume from {path}: config differs (checkpoint, now): {diffs}; to "
+                          f"pretrain afresh with this config, use another work dir or delete {path.parent}")
     labels = ckpt["assignments"].numpy().astype(np.int64)
     if len(labels) != num_images:
         raise C.CheckpointError(f"checkpoint {path} has assignments for {len(labels)} images, "
