@@ -158,9 +158,7 @@ _SCALED_DOWN = PretrainConfig(  # what TINY and SMALL_DATA share: the reference 
     extract_resize=36,
     extract_crop=32,
     batch_size=8,
-    lr=0.1 * 8 / 512,  # the reference lr scaled linearly from 512 to 8 images per step
     crop_size=32,
-    color_jitter=(0.4, 0.4, 0.0, 0.0),  # no hue / saturation jitter: the tiny classes are colours
     num_workers=0,
     checkpoint_interval=1,
     progress=False,
@@ -187,6 +185,7 @@ SMALL_DATA = replace(
     pca_dim=16,
     batch_size=16,
     lr=0.1 * 16 / 512,  # the reference lr scaled linearly from 512 to 16 images per step
+    color_jitter=(0.4, 0.4, 0.0, 0.0),  # no hue / saturation jitter (the reference: 1.0 / 0.5)
     epochs=6,
 )
 TINY_SOBEL = replace(TINY, name="tiny-sobel", sobel=True,

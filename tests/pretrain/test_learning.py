@@ -2,9 +2,8 @@
 - from the second epoch on, each epoch's mean training loss is below ln k = 2.303 (2.41, 2.27, 2.08,
   1.94), and the loss falls over the epochs; the first epoch trains on the random init's clusters and
   is only required not to diverge (earlier tiny settings ended epochs at 6.8 and 5.1, 3x and 2x ln k);
-- the NMI of the assignments with the true classes rises (0.235 -> 0.551; with lr 0, no learning, it
-  falls from 0.60 to 0.15) and so does the NMI with the previous assignment (0.25 -> 0.72): the
-  clustering settles.
+- the NMI of the assignments with the true classes rises (0.235 -> 0.551) and so does the NMI with
+  the previous assignment (0.25 -> 0.72): the clustering settles.
 
 Reads the pretrain log of the session's one `run_all.py --tiny` (tests/conftest.py `tiny_run_all`):
 the `tiny` config exactly as `make demo` runs it, on the tiny ImageNet of `dcbench.tiny`.  The
