@@ -13,7 +13,8 @@ Each clustering (before the first epoch and after every epoch): avgpool features
 image (eval mode, Resize/CenterCrop), PCA-whitened to 256 dims, L2-normalised, k-means k=10000 for
 20 iterations (faiss, GPU if available; or the pure-torch k-means), assignments saved under
 ``WORK_DIR/assignments/``, the Linear(2048, k) head re-initialised with its momentum reset.  Each
-epoch samples N images uniformly over the non-empty clusters (see ``pretrain.sampler``).
+epoch samples int(reassign x N) images (reassign = 1 in the reference configs) uniformly over the
+non-empty clusters (see ``pretrain.sampler``).
 
 Outputs in WORK_DIR: ``epoch_{E:04d}.pth`` / ``latest.pth`` (docs/ARCHITECTURE.md format, atomic),
 ``log.jsonl`` (one line per epoch: loss, timings, k-means objective, cluster sizes, NMI with the

@@ -89,9 +89,10 @@ def _run(cfg: PretrainConfig, data_root: Path, work_dir: Path, resume: Path | No
 
 def train_epoch(net: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: PretrainConfig,
                 images: Images, labels: np.ndarray, epoch: int, info: D.DistInfo) -> float:
-    """One pass over N uniform-over-cluster samples (sharded); returns the mean loss over ranks."""
+    """One pass over int(reassign x N) uniform-over-cluster samples (sharded); returns the mean loss
+    over ranks."""
     torch.manual_seed(derive_seed(cfg.seed, epoch, SALT_TRAIN, info.rank))  # augmentation RNG
-    sampler = UniformClusterSampler(labels, cfg.seed, info.rank, info.world_size)
+    sampler = UniformClusterSampler(labels, cfg.seed, info.rank, info.world_size, cfg.reassign)
     sampler.set_epoch(epoch)
     worker_seed = derive_seed(cfg.seed, epoch, SALT_TRAIN, 1000 + info.rank)
     loader = train_loader(cfg, images.paths, labels, sampler, worker_seed)

@@ -42,6 +42,8 @@ def test_load_config_forms(tmp_path: Path) -> None:
     ('{"kmeans_backend": "sklearn"}', "kmeans_backend"),
     ('{"num_clusters": 0}', "num_clusters must be >= 1"),
     ('{"arch": "resnet34"}', "arch must be one of"),
+    ('{"reassign": 0}', "reassign must be > 0"),
+    ('{"head_lr_mult": -1}', "head_lr_mult must be > 0"),
     ('{"crop_scale": [0.5, 0.2]}', "crop_scale must satisfy"),
     ("{not json", "not valid JSON"),
 ])

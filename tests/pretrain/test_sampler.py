@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pretrain.sampler import UniformClusterSampler, samples_per_cluster, uniform_cluster_indices
+from pretrain.sampler import UniformClusterSampler, num_draws, samples_per_cluster, uniform_cluster_indices
 
 
 def _labels() -> np.ndarray:
@@ -47,6 +47,24 @@ def test_distributed_sharding_like_distributed_sampler(world: int) -> None:
     global_idx = uniform_cluster_indices(labels, seed=0, epoch=5)
     np.testing.assert_array_equal(merged[:100], global_idx)  # the shards interleave to the global order
     np.testing.assert_array_equal(merged[100:], global_idx[:len(merged) - 100])  # padded by wrapping
+
+
+@pytest.mark.parametrize(("reassign", "drawn"), [(2.5, 250), (0.5, 50), (0.001, 1)])
+def test_reassign_draws_int_reassign_n_uniformly(reassign: float, drawn: int) -> None:
+    labels = _labels()
+    idx = uniform_cluster_indices(labels, seed=0, epoch=0, reassign=reassign)
+    assert len(idx) == num_draws(100, reassign) == drawn  # int(reassign * N), as the reference's sampler
+    if drawn > 4:
+        counts = np.bincount(labels[idx], minlength=6)[[0, 1, 3, 4]]
+        per = samples_per_cluster(drawn, 4)  # M // n_nonempty + 1 per cluster, then truncated to M
+        assert all(per - 4 <= c <= per for c in counts), counts
+    sampler = UniformClusterSampler(labels, seed=0, rank=1, world_size=2, reassign=reassign)
+    assert len(sampler) == len(list(sampler)) == -(-drawn // 2)
+
+
+def test_reassign_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="reassign must be > 0"):
+        num_draws(100, 0.0)
 
 
 def test_bad_rank_and_empty_labels() -> None:
