@@ -28,7 +28,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 
@@ -37,6 +37,9 @@ from dcbench.results import ResultStore, git_sha
 from evaluators.suite import names as N
 from evaluators.suite import preflight as P
 from evaluators.suite.scheduler import add_launcher_args
+
+if TYPE_CHECKING:
+    from pretrain.config import PretrainConfig
 
 LOG = logging.getLogger(__name__)
 LOG_NAME = "run_all.log"
@@ -57,6 +60,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model-name", default=None, help="row label (default: checkpoint file stem)")
     p.add_argument("--tiny", action="store_true",
                    help="generate tiny data (and pretrain a tiny checkpoint without --ckpt); tiny configs")
+    p.add_argument("--pretrain-config", default="tiny", metavar="SPEC",
+                   help="with --tiny and no --ckpt: the pretrain config, a name, a JSON object or a .json "
+                        'file (pretrain.load_config), e.g. \'{"base": "tiny", "epochs": 2}\'; default: tiny')
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--num-gpus", type=int, default=1, help="passed to detectron2's launcher")
@@ -156,6 +162,7 @@ def validate_invocation(args: argparse.Namespace) -> tuple[list[str], torch.devi
         store = args.results or args.work_dir / "results.jsonl"
         check(lambda: P.check_writable(store, "--results", folder=False))
     check(lambda: check_readme_markers(args.readme))
+    check(lambda: _pretrain_config(args))
     if args.tiny:
         check(lambda: P.check_tiny_root(data_root))
         check(lambda: P.check_writable(data_root, "--data-root", folder=True))
@@ -164,6 +171,19 @@ def validate_invocation(args: argparse.Namespace) -> tuple[list[str], torch.devi
     if problems or names is None or device is None:
         raise P.UsageError("\nerror: ".join(dict.fromkeys(problems)))
     return names, device, data_root
+
+
+def _pretrain_config(args: argparse.Namespace) -> PretrainConfig:
+    """The tiny pretrain's config; a UsageError for a bad spec or one given where nothing pretrains."""
+    from dcbench.config import ConfigError
+    from pretrain.config import load_config
+
+    if args.pretrain_config != "tiny" and not (args.tiny and args.ckpt is None):
+        raise P.UsageError("--pretrain-config applies only to the tiny pretrain (--tiny without --ckpt)")
+    try:
+        return load_config(args.pretrain_config)
+    except ConfigError as err:
+        raise P.UsageError(f"--pretrain-config: {err}") from None
 
 
 def _prepare_tiny(args: argparse.Namespace, names: list[str], data_root: Path) -> Path:
@@ -184,7 +204,7 @@ def _prepare_tiny(args: argparse.Namespace, names: list[str], data_root: Path) -
         raise P.UsageError(str(err)) from None
     if args.ckpt is not None:
         return args.ckpt
-    return pretrain_run("tiny", data_root, args.work_dir / "pretrain")
+    return pretrain_run(_pretrain_config(args), data_root, args.work_dir / "pretrain")
 
 
 def _model_name(args: argparse.Namespace, ckpt: Path) -> str:

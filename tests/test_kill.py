@@ -1,7 +1,8 @@
 """kill -9 at any point loses nothing: run_all is killed by PID during pretraining and during a
 benchmark, at several points, and the same command run again completes, reusing finished work.
 
-The tiny pretrain and the cheapest benchmark (linear_places205, tiny config) keep this fast. Kill
+The tiny pretrain cut to two epochs of one pass each (`--pretrain-config`) and the cheapest benchmark
+(linear_places205, tiny config) keep this fast. Kill
 points: (1) while the first pretrain checkpoint is being written (its temporary file exists), (2)
 after it is complete, during the second epoch, (3) in the middle of the benchmark (after its first
 probe epoch), (4) right after the benchmark's rows are appended; then (5) a run to the end.
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from dcbench.config import replace
 from dcbench.fileio import TMP_PATTERN
 from dcbench.results import KEY_COLUMNS, ResultStore
 from dcbench.tiny import make_tiny
@@ -29,6 +31,8 @@ from reports.render import render_blocks
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARK = "linear_places205"
 RUN_LIMIT_S = 300.0
+PRETRAIN = replace(TINY, epochs=2, reassign=1.0)  # kill points need a second epoch, nothing more
+PRETRAIN_SPEC = json.dumps({"base": "tiny", "epochs": PRETRAIN.epochs, "reassign": PRETRAIN.reassign})
 
 
 def _run(argv: list[str], work: Path, kill_when: Callable[[], bool] | None) -> int:
@@ -73,7 +77,7 @@ def test_kill_9_anywhere_loses_nothing(data_root: Path, tmp_path: Path) -> None:
     pretrain = work / "pretrain"
     store, readme = work / "results.jsonl", work / "README.md"
     argv = ["--tiny", "--data-root", str(data_root), "--work-dir", str(work), "--readme", str(readme),
-            "--benchmarks", BENCHMARK, "--device", "cpu"]
+            "--benchmarks", BENCHMARK, "--device", "cpu", "--pretrain-config", PRETRAIN_SPEC]
 
     # (1) mid-write of the first checkpoint: its temporary file is left behind
     writing = lambda: any(p.name.startswith(".epoch_0001.pth.") for p in _tmp_files(pretrain))  # noqa: E731
@@ -82,14 +86,14 @@ def test_kill_9_anywhere_loses_nothing(data_root: Path, tmp_path: Path) -> None:
 
     # (2) after the first epoch's checkpoint is complete, during the second epoch
     assert _run(argv, work, lambda: (pretrain / "epoch_0001.pth").exists()) == -signal.SIGKILL
-    epoch_1 = pretrain / "assignments" / "epoch_0001.npy"  # epoch 1 writes it; its checkpoint is pruned later
+    epoch_1 = pretrain / "assignments" / "epoch_0001.npy"  # epoch 1 writes it; later runs must not
     first = epoch_1.stat().st_mtime_ns
     assert not [p for p in _tmp_files(pretrain) if p.name.startswith(".epoch_0001.pth.")]  # swept
 
     # (3) in the middle of the benchmark, after its first probe epoch
     mid = lambda: _log_has(work, "places205 probe epoch 1/2: loss")  # noqa: E731
     assert _run(argv, work, mid) == -signal.SIGKILL
-    final = pretrain / f"epoch_{TINY.epochs:04d}.pth"
+    final = pretrain / f"epoch_{PRETRAIN.epochs:04d}.pth"
     done = final.stat().st_mtime_ns
     assert epoch_1.stat().st_mtime_ns == first  # resumed, epoch 1 not redone
     assert _ok_rows(store) == []
@@ -101,7 +105,7 @@ def test_kill_9_anywhere_loses_nothing(data_root: Path, tmp_path: Path) -> None:
     assert _run(argv, work, None) == 0
     assert final.stat().st_mtime_ns == done  # the finished pretrain is reused, not redone
     epochs = [json.loads(line)["epoch"] for line in (pretrain / "log.jsonl").read_text().splitlines()]
-    assert epochs == list(range(TINY.epochs + 1))
+    assert epochs == list(range(PRETRAIN.epochs + 1))
     assert _tmp_files(work) == [] and _tmp_files(data_root.parent) == []
 
     scan = ResultStore(store).scan()

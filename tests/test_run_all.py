@@ -54,6 +54,13 @@ def test_bad_inputs_fail_clearly(tmp_path: Path, capsys: pytest.CaptureFixture[s
     garbage.write_bytes(b"not a checkpoint")
     assert run_all.main(["--ckpt", str(garbage), "--data-root", str(tmp_path)]) == 2
     assert "cannot use checkpoint" in capsys.readouterr().err
+    work = tmp_path / "never"
+    assert run_all.main(["--tiny", "--work-dir", str(work), "--pretrain-config", '{"reassign": 0}']) == 2
+    assert "--pretrain-config: reassign must be > 0" in capsys.readouterr().err
+    given = ["--ckpt", str(garbage), "--data-root", str(tmp_path), "--pretrain-config", "tiny-sobel"]
+    assert run_all.main(given) == 2
+    assert "applies only to the tiny pretrain" in capsys.readouterr().err
+    assert not work.exists()
 
 
 def test_the_lowshot_plot_lands_in_the_benchmark_folder(tmp_path: Path) -> None:
@@ -85,7 +92,8 @@ def test_torchrun_tiny_without_ckpt_pretrains_once_under_ddp(tmp_path: Path) -> 
     probe = ["linear_imagenet.lr=0", "linear_imagenet.epochs=1", "linear_imagenet.milestones=[]"]
     argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
             str(root / "run_all.py"), "--tiny", "--work-dir", str(work), "--benchmarks", "linear_imagenet",
-            "--device", "cpu", *[arg for item in probe for arg in ("--set", item)]]
+            "--device", "cpu", *[arg for item in probe for arg in ("--set", item)],
+            "--pretrain-config", '{"base": "tiny", "epochs": 1, "reassign": 1}']  # DDP needs no more
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
     done = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stderr[-3000:]
