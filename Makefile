@@ -5,6 +5,9 @@ PY := $(VENV)/bin/python
 # torch/torchvision pinned to the builds this machine kind carries on local disk;
 # on a GPU machine install your CUDA build of torch first, then `pip install -e '.[gpu]'`.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+# pytest-xdist workers for `make test` (one thread each; tests/conftest.py XDIST_GROUPS keeps the tests
+# that share the session's tiny run_all, and the SLURM tests, on one worker); TEST_WORKERS=0: in-process
+TEST_WORKERS ?= 2
 
 .PHONY: setup browser demo test lint tables
 
@@ -31,7 +34,7 @@ demo: setup
 
 test: setup browser
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 	$(PY) -m reports --check
 
 tables: setup

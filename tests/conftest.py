@@ -20,6 +20,49 @@ import torch
 from dcbench.backbone import Backbone, build_resnet50
 from dcbench.tiny import make_tiny
 
+# `make test` runs on pytest-xdist workers (`-n 2`).  Tests that must share a worker, by node id
+# prefix: those reading the session's one `run_all.py --tiny` (else every worker would run it), and
+# the SLURM tests (one local cluster with few slots: side by side they queue behind each other).
+# (xdist's own `--dist loadgroup` marks do not group under pytest 9.2, which derives node ids anew.)
+XDIST_GROUPS: dict[str, tuple[str, ...]] = {
+    "tiny_run_all": ("tests/pretrain/test_learning.py::", "tests/test_run_all.py::test_tiny_pipeline_fills",
+                     "tests/test_run_all.py::test_checkpoint_is_reused"),
+    "slurm": ("tests/evaluators/suite/test_slurm.py::",),
+}
+
+
+def xdist_group(nodeid: str) -> str:
+    """The worker group of a test: its XDIST_GROUPS name, else the test alone."""
+    return next((name for name, prefixes in XDIST_GROUPS.items() if nodeid.startswith(prefixes)), nodeid)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One thread per xdist worker (and for the processes it starts): two workers of two threads
+    each would oversubscribe the 2 cores."""
+    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """XDIST_GROUPS must name every test that reads the session's tiny run_all."""
+    strays = [item.nodeid for item in items if "tiny_run_all" in getattr(item, "fixturenames", ())
+              and xdist_group(item.nodeid) != "tiny_run_all"]
+    if strays:
+        raise pytest.UsageError(f"tests/conftest.py XDIST_GROUPS['tiny_run_all'] misses {strays}")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """xdist's scope scheduler with the scopes of `xdist_group`: a group goes to one worker whole."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group(nodeid)
+
+    return GroupScheduling(config, log)
+
 
 @pytest.fixture(scope="session")
 def tiny_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
