@@ -31,6 +31,18 @@ XDIST_GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Under xdist the longest tests start first, so that no worker is left with one of them at the end
+# (an order only: by group name or node id prefix; every other test keeps its collection order).
+START_FIRST = ("tiny_run_all", "tests/test_kill.py::", "slurm", "tests/evaluators/suite/test_launchers.py::",
+               "tests/test_run_all.py::test_torchrun")
+
+
+def _start_rank(nodeid: str) -> int:
+    group = xdist_group(nodeid)
+    return next((i for i, key in enumerate(START_FIRST) if group == key or nodeid.startswith(key)),
+                len(START_FIRST))
+
+
 def xdist_group(nodeid: str) -> str:
     """The worker group of a test: its XDIST_GROUPS name, else the test alone."""
     return next((name for name, prefixes in XDIST_GROUPS.items() if nodeid.startswith(prefixes)), nodeid)
@@ -44,12 +56,15 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(1)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """XDIST_GROUPS must name every test that reads the session's tiny run_all."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """XDIST_GROUPS must name every test that reads the session's tiny run_all; under xdist the
+    START_FIRST tests go first."""
     strays = [item.nodeid for item in items if "tiny_run_all" in getattr(item, "fixturenames", ())
               and xdist_group(item.nodeid) != "tiny_run_all"]
     if strays:
         raise pytest.UsageError(f"tests/conftest.py XDIST_GROUPS['tiny_run_all'] misses {strays}")
+    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+        items.sort(key=lambda item: _start_rank(item.nodeid))  # stable: the rest keep their order
 
 
 @pytest.hookimpl(optionalhook=True)
