@@ -138,8 +138,9 @@ def check_readme_markers(readme: Path | None) -> None:
         raise P.UsageError(f"--readme: {err}") from None
 
 
-def validate_invocation(args: argparse.Namespace) -> tuple[list[str], torch.device, Path]:
-    """Names, device and data root, or one UsageError listing every problem found (one per line).
+def validate_invocation(args: argparse.Namespace) -> tuple[list[str], torch.device, Path, PretrainConfig]:
+    """Names, device, data root and the tiny pretrain's config, or one UsageError listing every
+    problem found (one per line).
 
     Reads and writes nothing of the run's outputs.
     """
@@ -162,15 +163,15 @@ def validate_invocation(args: argparse.Namespace) -> tuple[list[str], torch.devi
         store = args.results or args.work_dir / "results.jsonl"
         check(lambda: P.check_writable(store, "--results", folder=False))
     check(lambda: check_readme_markers(args.readme))
-    check(lambda: _pretrain_config(args))
+    pretrain_cfg = check(lambda: _pretrain_config(args))
     if args.tiny:
         check(lambda: P.check_tiny_root(data_root))
         check(lambda: P.check_writable(data_root, "--data-root", folder=True))
     elif args.data_root is not None:
         check(lambda: P.check_data_root(data_root))
-    if problems or names is None or device is None:
+    if problems or names is None or device is None or pretrain_cfg is None:
         raise P.UsageError("\nerror: ".join(dict.fromkeys(problems)))
-    return names, device, data_root
+    return names, device, data_root, pretrain_cfg
 
 
 def _pretrain_config(args: argparse.Namespace) -> PretrainConfig:
@@ -186,7 +187,8 @@ def _pretrain_config(args: argparse.Namespace) -> PretrainConfig:
         raise P.UsageError(f"--pretrain-config: {err}") from None
 
 
-def _prepare_tiny(args: argparse.Namespace, names: list[str], data_root: Path) -> Path:
+def _prepare_tiny(args: argparse.Namespace, names: list[str], data_root: Path,
+                  pretrain_cfg: PretrainConfig) -> Path:
     """Tiny data for `names` at `data_root`, and a tiny pretrain unless --ckpt is given.
 
     Under torchrun (`torchrun --nproc_per_node N run_all.py --tiny`) rank 0 writes the data while the
@@ -204,7 +206,7 @@ def _prepare_tiny(args: argparse.Namespace, names: list[str], data_root: Path) -
         raise P.UsageError(str(err)) from None
     if args.ckpt is not None:
         return args.ckpt
-    return pretrain_run(_pretrain_config(args), data_root, args.work_dir / "pretrain")
+    return pretrain_run(pretrain_cfg, data_root, args.work_dir / "pretrain")
 
 
 def _model_name(args: argparse.Namespace, ckpt: Path) -> str:
@@ -242,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
     from evaluators.suite.runner import SuiteSettings, format_summary, record_status, world
     from evaluators.suite.scheduler import build_launcher, schedule
 
-    names, device, data_root = validate_invocation(args)
+    names, device, data_root, pretrain_cfg = validate_invocation(args)
     try:
         jobs = make_jobs(names, EVALUATORS, args.tiny, args.set)
     except ConfigError as err:
@@ -255,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
         # a given checkpoint is refused before any tiny data or pretrain
         fmt = (args.ckpt_format, args.ckpt_key)
         backbone = P.load_backbone(args.ckpt, *fmt) if args.ckpt is not None else None
-        ckpt = _prepare_tiny(args, names, data_root) if args.tiny else args.ckpt
+        ckpt = _prepare_tiny(args, names, data_root, pretrain_cfg) if args.tiny else args.ckpt
         backbone = backbone or P.load_backbone(ckpt, *fmt)
         checks = P.check_datasets(names, data_root, args.tiny)
         if all(c.status == "skipped" for c in checks) and not args.allow_missing:

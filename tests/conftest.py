@@ -48,22 +48,27 @@ def xdist_group(nodeid: str) -> str:
     return next((name for name, prefixes in XDIST_GROUPS.items() if nodeid.startswith(prefixes)), nodeid)
 
 
+def _parallel() -> bool:
+    """Whether this process is one of several xdist workers."""
+    return int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """One thread per xdist worker (and for the processes it starts): two workers of two threads
     each would oversubscribe the 2 cores."""
-    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    if _parallel():
         os.environ["OMP_NUM_THREADS"] = "1"
         torch.set_num_threads(1)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """XDIST_GROUPS must name every test that reads the session's tiny run_all; under xdist the
     START_FIRST tests go first."""
     strays = [item.nodeid for item in items if "tiny_run_all" in getattr(item, "fixturenames", ())
               and xdist_group(item.nodeid) != "tiny_run_all"]
     if strays:
         raise pytest.UsageError(f"tests/conftest.py XDIST_GROUPS['tiny_run_all'] misses {strays}")
-    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    if _parallel():
         items.sort(key=lambda item: _start_rank(item.nodeid))  # stable: the rest keep their order
 
 
