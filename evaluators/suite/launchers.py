@@ -291,6 +291,7 @@ class SlurmLauncher:
         return [outcomes[j.name] for j in jobs]
 
 
+GONE_CHECKS = 5
 FINAL_STATES = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
                 "DEADLINE", "SPECIAL_EXIT", "REVOKED"}
 
@@ -302,8 +303,14 @@ def queue_state(job_id: str) -> str | None:
                              timeout=60, check=False)
     except (OSError, subprocess.SubprocessError):
         return "UNKNOWN"  # keep waiting: the controller may be briefly unreachable
+    if out.returncode != 0 and "invalid job id" not in out.stderr.lower():
+        return "UNKNOWN"  # squeue itself failed (e.g. a controller timeout): not a verdict on the job
     state = out.stdout.strip().split()
     return state[0].split("+")[0] if out.returncode == 0 and state else None
+
+
+def _listed(state: str | None) -> bool:
+    return state is not None and state not in FINAL_STATES
 
 
 def _ended(handle: Any) -> str | None:
@@ -320,10 +327,15 @@ def _ended(handle: Any) -> str | None:
             return f"SLURM job {handle.job_id}: {type(err).__name__}: {first}"
         return "" if code == 0 else f"SLURM job {handle.job_id} exited with code {code}"
     state = queue_state(handle.job_id)
-    if state is not None and state not in FINAL_STATES:
-        return None
-    time.sleep(1.0)  # the result file of a job that just completed may land a moment after squeue says so
-    if handle.paths.result_pickle.exists():
-        return _ended(handle)
+    # Not listed (or final) is only believed for GONE_CHECKS s in a row: the result file of a job that
+    # just completed may land a moment after squeue drops it, and a job being requeued (preemption)
+    # can drop out of squeue for a moment.
+    for _ in range(GONE_CHECKS):
+        if _listed(state):
+            return None
+        time.sleep(1.0)
+        if handle.paths.result_pickle.exists():
+            return _ended(handle)
+        state = queue_state(handle.job_id)
     log = handle.paths.stderr
     return f"SLURM job {handle.job_id} ended as {state or 'gone'} without a result (log: {log})"

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
 from dcbench.config import ConfigError
-from evaluators.suite.launchers import JobArgs, child_command, slurm_parameters, world_size
+from evaluators.suite import launchers
+from evaluators.suite.launchers import (
+    GONE_CHECKS,
+    JobArgs,
+    _ended,
+    child_command,
+    slurm_parameters,
+    world_size,
+)
 from evaluators.suite.launchers import SlurmOptions as Opts
 from evaluators.suite.plan import make_jobs
 from evaluators.suite.registry import EVALUATORS
@@ -106,3 +116,44 @@ def test_slurm_parameters_ask_for_the_protocols_resources() -> None:
     assert "gpus_per_node" not in cpu and cpu["tasks_per_node"] == 1 and cpu["timeout_min"] == 5
     with pytest.raises(ValueError, match="KEY=VALUE"):
         slurm_parameters(jobs["linear_imagenet"], Opts(folder=Path("s"), extra=("qos",)), cuda=True)
+
+
+class _Handle:
+    """What `_ended` reads of a submitit job: its id and the paths of its result and log."""
+
+    def __init__(self, folder: Path) -> None:
+        self.job_id = "7"
+        self.paths = SimpleNamespace(result_pickle=folder / "7_result.pkl", stderr=folder / "7_log.err")
+
+
+def _states(monkeypatch: pytest.MonkeyPatch, states: list[str | None]) -> list[str | None]:
+    seen = list(states)
+    monkeypatch.setattr(launchers, "queue_state", lambda job_id: seen.pop(0) if len(seen) > 1 else seen[0])
+    monkeypatch.setattr(launchers.time, "sleep", lambda s: None)
+    return seen
+
+
+def test_a_job_that_drops_out_of_squeue_for_a_moment_is_still_running(monkeypatch, tmp_path) -> None:
+    _states(monkeypatch, [None, None, "PENDING"])  # requeued: briefly unlisted, then pending again
+    assert _ended(_Handle(tmp_path)) is None
+
+
+def test_a_job_unlisted_for_every_check_without_a_result_failed(monkeypatch, tmp_path) -> None:
+    seen = _states(monkeypatch, [None] * (GONE_CHECKS + 1))
+    log = tmp_path / "7_log.err"
+    assert _ended(_Handle(tmp_path)) == f"SLURM job 7 ended as gone without a result (log: {log})"
+    assert seen == [None]  # every check was made
+    _states(monkeypatch, ["CANCELLED"])
+    assert "ended as CANCELLED without a result" in _ended(_Handle(tmp_path))
+
+
+@pytest.mark.parametrize(("code", "out", "err", "state"), [
+    (0, "RUNNING\n", "", "RUNNING"),
+    (0, "", "", None),  # no longer listed
+    (1, "", "slurm_load_jobs error: Invalid job id specified", None),
+    (1, "", "slurm_load_jobs error: Socket timed out on send/recv operation", "UNKNOWN"),  # not a verdict
+])
+def test_queue_state_tells_a_failed_squeue_from_a_job_that_left(monkeypatch, code, out, err, state) -> None:
+    done = subprocess.CompletedProcess([], code, stdout=out, stderr=err)
+    monkeypatch.setattr(launchers.subprocess, "run", lambda *a, **k: done)
+    assert launchers.queue_state("7") == state
