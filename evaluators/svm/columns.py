@@ -1,8 +1,9 @@
 """Working state of the batched SVM solver (evaluators.svm.solver), one object for every column.
 
 A column is one (group g, slot p) pair: a problem at its current cost. Every quantity the solver
-tracks is either a *sample* field, (G, n, P): one value per training sample, the slot on the last
-axis, or a *column* field, (G, P, ...): one value (or small matrix) per column. `take` reads and
+tracks is either a *sample* field, (G, P, n): one value per training sample, a column's samples
+contiguous (the row layout of the batched kernel products), or a *column* field, (G, P, ...): one
+value (or small matrix) per column. `take` reads and
 `put` writes a set of columns (gi, pi) of named fields, `select` keeps a subset of the slots
 (dropping finished ones); `col` maps each slot to its original problem.
 """
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 
 from torch import Tensor
 
-SAMPLE = "sample"  # (G, n, P)
+SAMPLE = "sample"  # (G, P, n)
 COLUMN = "column"  # (G, P, ...)
 
 
@@ -29,7 +30,7 @@ def _column() -> Tensor:
 class ColumnState:
     """Per-column tensors of one `solve_path` call (see the module docstring for the layout)."""
 
-    # sample fields (G, n, P) float64
+    # sample fields (G, P, n) float64
     y: Tensor = _sample()  # targets in {-1, +1, 0}
     weight: Tensor = _sample()  # class weight of each training sample, 0 outside the training set
     beta: Tensor = _sample()  # current point (dual coefficients)
@@ -62,8 +63,7 @@ class ColumnState:
 
     def take(self, gi: Tensor, pi: Tensor, *names: str) -> tuple[Tensor, ...]:
         """The named fields at columns (gi, pi): (m, n) for sample fields, (m, ...) for column fields."""
-        return tuple(getattr(self, n)[gi, :, pi] if _KINDS[n] == SAMPLE else getattr(self, n)[gi, pi]
-                     for n in names)
+        return tuple(getattr(self, n)[gi, pi] for n in names)
 
     def get(self, gi: Tensor, pi: Tensor, name: str) -> Tensor:
         return self.take(gi, pi, name)[0]
@@ -71,19 +71,15 @@ class ColumnState:
     def put(self, gi: Tensor, pi: Tensor, **values: Tensor) -> None:
         """Write the named fields at columns (gi, pi) (shapes as `take` returns them)."""
         for name, value in values.items():
-            if _KINDS[name] == SAMPLE:
-                getattr(self, name)[gi, :, pi] = value
-            else:
-                getattr(self, name)[gi, pi] = value
+            getattr(self, name)[gi, pi] = value
 
     def select(self, slots: Tensor) -> ColumnState:
         """A state holding only `slots` (indices of the slot axis), in that order."""
         kept = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            axis = {SAMPLE: 2, COLUMN: 1, "slot": 0}[f.metadata["kind"]]
+            axis = {SAMPLE: 1, COLUMN: 1, "slot": 0}[f.metadata["kind"]]
             kept[f.name] = value.index_select(axis, slots).contiguous()
         return replace(self, **kept)
 
 
-_KINDS = {f.name: f.metadata["kind"] for f in fields(ColumnState)}

@@ -19,12 +19,15 @@ import torch
 from sklearn.model_selection import StratifiedKFold
 from torch import Tensor
 
+from dcbench import blas
+
 REFERENCE_COSTS: tuple[float, ...] = (1.0, 10.0, 100.0) + tuple(0.5**k for k in range(4, 20))
 REFERENCE_COSTS_SOURCE = (
     "MMSelfSup tools/benchmarks/classification/svm_voc07/tools/eval_svm_full.sh and eval_svm_lowshot.sh "
     "(costs='1.0,10.0,100.0') + svm_helper.parse_cost_list (appends 0.5**4..0.5**19)"
 )
 NORM_EPS = 1e-5  # svm_helper.normalize_features
+CHUNK_ROWS = 256  # float64 copies of features are made this many rows at a time (small, reused buffers)
 # The tiny (CI / demo) configs: 5 of the 19 reference costs, spread over the list. On the tiny data's
 # nearly rank-deficient features the walk over all 19 (C = 10 and 100 above all) took ~600 solver passes
 # per layer; five costs still exercise both lanes, warm starts (secant included) and the CV choice.
@@ -32,10 +35,11 @@ TINY_COSTS: tuple[float, ...] = (1.0, 0.5**4, 0.5**8, 0.5**12, 0.5**16)
 
 
 def normalize_features(features: np.ndarray | Tensor) -> Tensor:
-    """x / (|x|_2 + 1e-5) per row (norm in float64), as float32 (N, D)."""
-    x = torch.from_numpy(np.array(features, dtype=np.float32))
-    norms = torch.linalg.vector_norm(x, dim=1, dtype=torch.float64)
-    return x * (1.0 / (norms + NORM_EPS)).to(torch.float32)[:, None]
+    """x / (|x|_2 + 1e-5) per row, as float32 (N, D) (norms in float32, as the reference's numpy)."""
+    arr = np.asarray(features, dtype=np.float32)
+    x = torch.from_numpy(arr if arr.flags.writeable else arr.copy())
+    norms = torch.linalg.vector_norm(x, dim=1)
+    return x * (1.0 / (norms + NORM_EPS))[:, None]
 
 
 def feature_center(features: Tensor) -> Tensor:
@@ -53,28 +57,19 @@ def augmented_gram(a: Tensor, b: Tensor | None = None, center: Tensor | None = N
     mu = feature_center(a) if center is None else center.to(torch.float64)
     ac = a.to(torch.float32) - mu.to(torch.float32)
     bc = ac if b is None else b.to(torch.float32) - mu.to(torch.float32)
-    core = _symmetric_product(ac) if b is None else (ac @ bc.T).to(torch.float64)
-    ra = ac.to(torch.float64) @ mu
-    rb = ra if b is None else bc.to(torch.float64) @ mu
+    core = (blas.gram(ac) if b is None else blas.matmul(ac, bc.T)).to(torch.float64)
+    ra = _rows_dot(ac, mu)
+    rb = ra if b is None else _rows_dot(bc, mu)
     core += ra[:, None]
     core += rb[None, :]
     core += mu @ mu + intercept_scaling**2
     return core
 
 
-def _symmetric_product(x: Tensor, blocks: int = 4) -> Tensor:
-    """float64 copy of x @ x.T computing only the blocks on and above the diagonal (float32 products)."""
-    n = x.shape[0]
-    edges = [round(i * n / blocks) for i in range(blocks + 1)]
-    out = torch.empty(n, n, dtype=torch.float64)
-    for i in range(blocks):
-        rows = x[edges[i]:edges[i + 1]]
-        for j in range(i, blocks):
-            block = (rows @ x[edges[j]:edges[j + 1]].T).to(torch.float64)
-            out[edges[i]:edges[i + 1], edges[j]:edges[j + 1]] = block
-            if j != i:
-                out[edges[j]:edges[j + 1], edges[i]:edges[i + 1]] = block.T
-    return out
+def _rows_dot(x: Tensor, v: Tensor) -> Tensor:
+    """float64 x @ v for float32 x (N, D), converted a chunk of rows at a time."""
+    return torch.cat([x[start:start + CHUNK_ROWS].to(torch.float64) @ v
+                      for start in range(0, x.shape[0], CHUNK_ROWS)])
 
 
 def svm_targets(labels: np.ndarray) -> np.ndarray:
@@ -165,5 +160,14 @@ def sklearn_ap(scores: Tensor | np.ndarray, labels: Tensor | np.ndarray, mask: T
 
 def primal_weights(features: Tensor, beta: Tensor, intercept_scaling: float = 1.0) -> tuple[Tensor, Tensor]:
     """(w (D, M), b (M,)) float64 of SVMs with dual coefficients beta (N, M) on `features` (N, D)."""
-    w = features.to(torch.float64).T @ beta
+    w = torch.zeros(features.shape[1], beta.shape[1], dtype=torch.float64)
+    for start in range(0, features.shape[0], CHUNK_ROWS):
+        rows = slice(start, start + CHUNK_ROWS)
+        w += blas.matmul(features[rows].to(torch.float64).T, beta[rows])
     return w, intercept_scaling**2 * beta.sum(0)
+
+
+def decision_values(features: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """float64 features @ w + b (features (N, D) float32), converted a chunk of rows at a time."""
+    return torch.cat([blas.matmul(features[start:start + CHUNK_ROWS].to(torch.float64), w) + b
+                      for start in range(0, features.shape[0], CHUNK_ROWS)])

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dcbench import blas
 from dcbench.backbone import LAYERS, Backbone
 from dcbench.config import to_dict
 from dcbench.context import RunContext
@@ -177,12 +178,14 @@ def evaluate_layer(train: np.ndarray, test: np.ndarray, test_labels: np.ndarray,
     """Every feasible k of the samples on one feature set."""
     xtr, xte = normalize_features(train), normalize_features(test)
     center = feature_center(xtr)
-    gram = augmented_gram(xtr, center=center, intercept_scaling=config.intercept_scaling)
-    cross = augmented_gram(xtr, xte, center=center, intercept_scaling=config.intercept_scaling)  # (Ntr, Nte)
-    kernel = Kernel.build(gram[None], config.kernel_rank, seed=0)  # one split; every sample restricts it
-    del gram
-    return {k: _evaluate_k(kernel, cross, samples.indices[k], samples.targets[k], test_labels, k, config)
-            for k in samples.k_values}
+    with blas.threads():
+        gram = augmented_gram(xtr, center=center, intercept_scaling=config.intercept_scaling)
+        # (Ntr, Nte) cross-Gram for the test decision values
+        cross = augmented_gram(xtr, xte, center=center, intercept_scaling=config.intercept_scaling)
+        kernel = Kernel.build(gram[None], config.kernel_rank, seed=0)  # one split; every sample restricts it
+        del gram
+        return {k: _evaluate_k(kernel, cross, samples.indices[k], samples.targets[k], test_labels, k, config)
+                for k in samples.k_values}
 
 
 STATS = (("mAP", np.mean), ("mAP_min", np.min), ("mAP_max", np.max), ("mAP_std", np.std))

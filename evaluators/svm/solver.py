@@ -23,9 +23,10 @@ warm-started from the previous cost (the best of: same point, rescaled, secant i
 `split_cost` > 0 the small and the large costs are two such walks ("lanes") run side by side. Problems
 run asynchronously in columns: every pass is ONE batched product K @ [n x P] in which each column
 carries either its CG direction or its new Newton start (none when that start's image K @ x0 is
-already known), so no problem waits for another; finished columns are dropped. K's top
-eigenpairs are applied in float64, its small remainder in float32 (see
-`evaluators.svm.linalg.Kernel`); all solver state is float64.
+already known), so no problem waits for another; finished columns are dropped. The columns are
+stored as rows (`ColumnState`: (G, P, n), one problem's samples contiguous), the layout the
+prepacked product takes. K's top eigenpairs are applied in float64, its small remainder in float32
+(see `evaluators.svm.linalg.Kernel`); all solver state is float64.
 
 Stopping rule, per problem and cost: the KKT residual max_i |alpha_i / 2C_i - max(0, 1 - y_i f_i)|
 (margin units; alpha_i = y_i beta_i) is at most `tol` (default 1e-4, sklearn's LinearSVC tol; at an
@@ -43,6 +44,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from dcbench import blas
 from evaluators.svm.columns import ColumnState
 from evaluators.svm.linalg import Kernel, decrease, line_search, objective, violation, weighted_outer
 
@@ -57,6 +59,7 @@ class SolverSettings:
     max_newton: int = 100  # Newton steps per cost before giving up on that cost (recorded)
     max_cg: int = 500  # CG iterations per Newton step
     precond_rank: int = 64  # Nystrom rank of the preconditioner
+    kernel_rank: int | None = None  # top eigenpairs applied in float64 (None: precond_rank); see Kernel
     seed: int = 0  # random test matrix of the Nystrom sketch
     # > 0: the costs below and from here up are two chains run side by side (see `cost_lanes`); pays
     # off when products are memory-bound (small kernels, few columns: low-shot), not for one big kernel
@@ -110,9 +113,10 @@ class _Solver:
     def _precondition(self, res: Tensor) -> Tensor:
         basis = self.pbasis32  # the preconditioner only steers CG: float32 products are enough
         scaled = self.st.w * res
-        proj = (basis.transpose(1, 2) @ scaled.to(torch.float32)).transpose(1, 2).unsqueeze(-1)  # (G,P,r,1)
-        coef = torch.cholesky_solve(proj.to(torch.float64), self.st.chol).squeeze(-1).transpose(1, 2)
-        return scaled - self.st.w * (basis @ coef.to(torch.float32)).to(torch.float64)
+        proj = blas.matmul(scaled.to(torch.float32), basis).unsqueeze(-1)  # (G, P, r, 1)
+        coef = torch.cholesky_solve(proj.to(torch.float64), self.st.chol).squeeze(-1)  # (G, P, r)
+        back = blas.matmul(coef.to(torch.float32), basis.transpose(1, 2))
+        return scaled - self.st.w * back.to(torch.float64)
 
     def _prepare(self, gi: Tensor, pi: Tensor) -> None:
         """Start a Newton step (new active set, preconditioner, CG tolerance) for these columns."""
@@ -139,7 +143,7 @@ class _Solver:
         act, x, out, y, dinv = st.take(gi, pi, "act", "x", "out", "y", "dinv")
         res = y * act - (act * out + dinv * x)
         st.put(gi, pi, kx=out, res=res)
-        z = self._precondition(st.res)[gi, :, pi]  # all columns at once: cheaper than gathering V
+        z = self._precondition(st.res)[gi, pi]  # all columns at once: cheaper than gathering V
         st.put(gi, pi, dirn=z, rz=(res * z).sum(1), cg_its=0)
 
     def _woodbury(self, gi: Tensor, pi: Tensor, act: Tensor, shift: Tensor) -> Tensor:
@@ -153,9 +157,8 @@ class _Solver:
                 v = basis.expand(len(gi), -1, -1) if basis.shape[0] == 1 else basis[gi]
                 new = (v.transpose(1, 2) * (mask * act)[:, None, :]) @ v
             else:  # large n: update from the rows whose active flag flipped
-                old = self.st.get(gi, pi, name)
-                new = torch.stack([weighted_outer(basis[0 if basis.shape[0] == 1 else int(gi[j])], mask[j],
-                                                  old[j], act_old[j], act[j]) for j in range(len(gi))])
+                group = gi if basis.shape[0] > 1 else torch.zeros_like(gi)
+                new = weighted_outer(self.pbasis32, group, mask, self.st.get(gi, pi, name), act_old, act)
             self.st.put(gi, pi, **{name: new})
             mats.append(new)
         cost = self.costs[cost_idx][:, None, None]
@@ -229,25 +232,25 @@ class _Solver:
     # ---------------------------------------------------------------- one pass
     def _pass(self) -> None:
         st = self.st
-        restart = st.restart[:, None, :]
-        cg = (st.live & ~st.restart)[:, None, :]
-        prod = self.kernel @ torch.where(restart, st.x, torch.where(cg, st.dirn, 0.0))
+        restart = st.restart[:, :, None]
+        cg = (st.live & ~st.restart)[:, :, None]
+        prod = self.kernel.apply_rows(torch.where(restart, st.x, torch.where(cg, st.dirn, 0.0)))
         self.passes += 1
         ap = st.act * prod + st.dinv * st.dirn
-        alpha = torch.where(cg[:, 0], st.rz / (st.dirn * ap).sum(1).clamp_min(1e-300), 0.0)[:, None, :]
+        alpha = torch.where(cg[..., 0], st.rz / (st.dirn * ap).sum(2).clamp_min(1e-300), 0.0)[:, :, None]
         st.x += alpha * st.dirn
         st.kx = torch.where(restart, prod, st.kx + alpha * prod)
         fresh = st.y * st.act - (st.act * prod + st.dinv * st.x)
         st.res = torch.where(restart, fresh, st.res - alpha * ap)
         z = self._precondition(st.res)
-        rz = (st.res * z).sum(1)
-        ratio = torch.where(cg[:, 0], rz / st.rz.clamp_min(1e-300), 0.0)[:, None, :]
+        rz = (st.res * z).sum(2)
+        ratio = torch.where(cg[..., 0], rz / st.rz.clamp_min(1e-300), 0.0)[:, :, None]
         st.dirn = z + ratio * st.dirn
         st.rz = rz
         st.cg_its = torch.where(st.restart, 0, st.cg_its + 1)
         self.cg_total += int(cg.sum())
         st.restart.zero_()
-        small = st.res.abs().amax(1) <= st.tol_cg
+        small = st.res.abs().amax(2) <= st.tol_cg
         finished = st.live & (small | (st.cg_its >= self.s.max_cg))
         gi, pi = finished.nonzero(as_tuple=True)
         if gi.numel():
@@ -276,7 +279,7 @@ def _initial_state(kernel: Kernel, targets: Tensor, lane_list: list[tuple[int, i
     lanes = torch.tensor(lane_list)
     g, problems, _ = targets.shape
     p = problems * len(lanes)  # column j: lane j // problems, problem j % problems
-    y = targets.to(torch.float64).repeat(1, len(lanes), 1).transpose(1, 2).contiguous()  # (G, n, P)
+    y = targets.to(torch.float64).repeat(1, len(lanes), 1)  # (G, P, n)
     zeros = {name: torch.zeros_like(y) for name in ("beta", "out", "prev_beta", "prev_out", "x", "kx", "res",
                                                      "dirn", "act", "dinv", "w")}
     scal = torch.zeros(g, p, dtype=torch.float64)
@@ -327,10 +330,11 @@ def solve_path(
     """
     settings = settings or SolverSettings()
     _check(gram.resid if isinstance(gram, Kernel) else gram, targets, costs)
-    kernel = gram if isinstance(gram, Kernel) else Kernel.build(gram.to(torch.float64).contiguous(),
-                                                                 settings.precond_rank, settings.seed)
-    solver = _Solver(kernel, targets, costs, (pos_weight, neg_weight), settings)
-    result = solver.run(progress)
+    with blas.threads():
+        kernel = gram if isinstance(gram, Kernel) else Kernel.build(gram.to(torch.float64).contiguous(),
+                                                                     settings.precond_rank, settings.seed,
+                                                                     settings.kernel_rank)
+        result = _Solver(kernel, targets, costs, (pos_weight, neg_weight), settings).run(progress)
     rank = torch.tensor(sorted(range(len(costs)), key=lambda i: costs[i])).argsort()
     return PathResult(result.beta[rank], result.outputs[rank], result.violation[rank], result.passes,
                       result.newton_steps, result.cg_iterations)

@@ -25,7 +25,14 @@ from dcbench.datasets.common import DatasetMissingError
 from dcbench.datasets.voc import read_voc_cls
 from dcbench.features import FeatureKey
 from evaluators.svm import voc07 as voc_svm
-from evaluators.svm.common import REFERENCE_COSTS, normalize_features, sklearn_ap, voc_ap
+from evaluators.svm.common import (
+    REFERENCE_COSTS,
+    cv_targets,
+    normalize_features,
+    sklearn_ap,
+    svm_targets,
+    voc_ap,
+)
 from evaluators.svm.data import voc07_transform
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -101,6 +108,41 @@ def test_layer_protocol_matches_sklearn_reference() -> None:
         assert abs(ours.ap[c] - ref_ap) * 100 < 0.1
     assert ours.max_violation <= 1e-6
     assert math.isfinite(ours.map)
+
+
+def test_fold_problems_cover_every_class_training_set() -> None:
+    """Fold f's rows hold every class's fold-f training set, with its targets, and 0 on the other rows."""
+    _, labels = _synthetic(240, 0)
+    targets = svm_targets(labels)
+    index, fold_targets, fold_ids = voc_svm._fold_problems(targets, 3)
+    assert index.shape[0] == 3 and fold_targets.shape == (3, targets.shape[1], index.shape[1])
+    assert index.shape[1] < len(targets)  # the folds' sub-kernels are smaller than the full one
+    for c in range(targets.shape[1]):
+        cols, fold_of = cv_targets(targets[:, c], 3)
+        np.testing.assert_array_equal(fold_ids[c], fold_of)
+        for f in range(3):
+            rows = index[f].numpy()
+            assert len(set(rows.tolist())) == len(rows)
+            expected = np.zeros(len(targets), dtype=cols.dtype)
+            expected[rows] = fold_targets[f, c].numpy()
+            np.testing.assert_array_equal(expected, cols[1 + f])  # every training row is there, nothing else
+
+
+def test_full_problems_stop_at_the_largest_chosen_cost(monkeypatch: pytest.MonkeyPatch) -> None:
+    train, train_labels = _synthetic(240, 0)
+    test, test_labels = _synthetic(200, 1)
+    seen = []
+    solve = voc_svm.solve_path
+
+    def spy(gram, targets, costs, *args, **kwargs):
+        seen.append(tuple(costs))
+        return solve(gram, targets, costs, *args, **kwargs)
+
+    monkeypatch.setattr(voc_svm, "solve_path", spy)
+    config = replace(voc_svm.TINY, costs=(1.0, 10.0, 100.0, 0.0625, 0.5**8))
+    ours = voc_svm.evaluate_layer(train, train_labels, test, test_labels, config)
+    assert seen[0] == config.costs  # every cost cross-validated
+    assert seen[1] == tuple(c for c in config.costs if c <= ours.chosen.max())
 
 
 def test_reference_costs_are_the_reference_list() -> None:
