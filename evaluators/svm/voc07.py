@@ -163,19 +163,29 @@ def evaluate_layer(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray
         del gram
         cv_ap, cv_passes, cv_viol = _solve_cv(kernel, targets, config, settings, progress)
         chosen = cv_ap.argmax(1)  # first best in the reference cost order, as np.argmax in test_svm.py
-        costs = np.asarray(config.costs)
-        needed = tuple(float(c) for c in costs[costs <= costs[chosen].max()])
-        full = solve_path(kernel, torch.from_numpy(targets.T.copy())[None], needed, config.pos_weight,
-                          config.neg_weight, settings, progress=progress)
-        at = [needed.index(float(costs[k])) for k in chosen]
-        beta = torch.stack([full.beta[k, 0, :, c] for c, k in enumerate(at)], dim=1)
+        beta, passes, viol = _solve_full(kernel, targets, chosen, config, settings, progress)
         w, b = primal_weights(xtr, beta, config.intercept_scaling)
         scores = decision_values(xte, w, b)
     ap = voc_ap(scores, torch.from_numpy(test_labels)).numpy()
     has_pos = (test_labels == 1).any(0)
     value = float(np.mean(ap[has_pos]) * 100.0) if has_pos.any() else math.nan
-    return LayerResult(value, ap, cv_ap, costs[chosen], cv_passes + full.passes,
-                       max(cv_viol, float(full.violation.max())))
+    return LayerResult(value, ap, cv_ap, np.asarray(config.costs)[chosen], cv_passes + passes,
+                       max(cv_viol, viol))
+
+
+def _solve_full(kernel: Kernel, targets: np.ndarray, chosen: np.ndarray, config: Config,
+                settings: SolverSettings, progress: bool) -> tuple[Tensor, int, float]:
+    """(N, C) dual coefficients of each class's SVM on all of trainval at its chosen cost, passes, residual.
+
+    The costs are walked in ascending order up to the largest chosen one, as in the CV solve.
+    """
+    costs = np.asarray(config.costs)
+    needed = tuple(float(c) for c in costs[costs <= costs[chosen].max()])
+    res = solve_path(kernel, torch.from_numpy(targets.T.copy())[None], needed, config.pos_weight,
+                     config.neg_weight, settings, progress=progress)
+    at = [needed.index(float(costs[k])) for k in chosen]
+    beta = torch.stack([res.beta[k, 0, :, c] for c, k in enumerate(at)], dim=1)
+    return beta, res.passes, float(res.violation.max())
 
 
 def _write_details(ctx: RunContext, layer: str, result: LayerResult, config: Config) -> None:
