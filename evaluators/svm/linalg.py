@@ -47,9 +47,13 @@ def _apply(basis: Tensor, lam: Tensor, resid: Tensor, m: Tensor, packed: Sequenc
     """(V diag(lam) V^T + R) @ m, the low-rank part in float64, R in float32 (`packed`: R per group)."""
     low = matmul(basis, lam[:, :, None] * matmul(basis.transpose(1, 2), m))
     # R is symmetric: R @ m = (m^T @ R)^T, which BLAS runs 1.2-4x faster for few columns.
-    mt = m.to(torch.float32).transpose(1, 2)
-    rest = torch.stack([p.left(mt[g]) for g, p in enumerate(packed)]) if packed else torch.bmm(mt, resid)
+    rest = _remainder_rows(resid, packed, m.to(torch.float32).transpose(1, 2))
     return low + rest.transpose(1, 2).to(torch.float64)
+
+
+def _remainder_rows(resid: Tensor, packed: Sequence[Packed], rows: Tensor) -> Tensor:
+    """rows @ R per group for float32 rows (G, P, n): the prepacked R where there is one, else one batch."""
+    return torch.stack([p.left(rows[g]) for g, p in enumerate(packed)]) if packed else torch.bmm(rows, resid)
 
 
 def _remainder(gram: Tensor, basis: Tensor, lam: Tensor, rows: int = 256) -> Tensor:
@@ -103,15 +107,12 @@ class Kernel:
     packed: tuple[Packed, ...] = ()  # R of each group prepacked for thin products (`build`), or none
 
     @staticmethod
-    def build(gram: Tensor, rank: int, seed: int, deflate: int | None = None) -> Kernel:
-        """Split each Gram of the batch: the top `deflate` (default `rank`) eigenpairs in float64, the
-        preconditioner from the top `rank`; the remainders prepacked (each solver pass multiplies them)."""
-        pbasis, plam = nystrom(gram, rank, seed)
-        drop = plam.shape[1] - (plam.shape[1] if deflate is None else min(deflate, plam.shape[1]))
-        basis, lam = pbasis[..., drop:].contiguous(), plam[:, drop:].contiguous()
+    def build(gram: Tensor, rank: int, seed: int) -> Kernel:
+        """Split each Gram of the batch; the remainders are prepacked (each solver pass multiplies them)."""
+        basis, lam = nystrom(gram, rank, seed)
         resid = _remainder(gram, basis, lam)
         packed = tuple(Packed.of(r) for r in resid)
-        return Kernel(basis, lam, resid, pbasis, plam, _remainder_level(plam, gram.shape[1]), packed)
+        return Kernel(basis, lam, resid, basis, lam, _remainder_level(lam, gram.shape[1]), packed)
 
     def restrict(self, index: Tensor, rank: int, seed: int, pack_min: int = PACK_MIN) -> Kernel:
         """Sub-kernels K[S_g, S_g] of a single kernel (G = 1), one per row S_g of `index` (G', m).
@@ -150,10 +151,7 @@ class Kernel:
     def apply_rows(self, m: Tensor) -> Tensor:
         """(K @ m^T)^T for m (G, P, n): the product with vectors stored as rows (K is symmetric)."""
         low = matmul(matmul(m, self.basis) * self.lam[:, None, :], self.basis.transpose(1, 2))
-        m32 = m.to(torch.float32)
-        rest = torch.stack([p.left(m32[g]) for g, p in enumerate(self.packed)]) if self.packed \
-            else torch.bmm(m32, self.resid)
-        return low + rest.to(torch.float64)
+        return low + _remainder_rows(self.resid, self.packed, m.to(torch.float32)).to(torch.float64)
 
 
 def weighted_outer(basis: Tensor, group: Tensor, weight: Tensor, old: Tensor, act_old: Tensor, act_new: Tensor

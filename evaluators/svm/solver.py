@@ -59,7 +59,6 @@ class SolverSettings:
     max_newton: int = 100  # Newton steps per cost before giving up on that cost (recorded)
     max_cg: int = 500  # CG iterations per Newton step
     precond_rank: int = 64  # Nystrom rank of the preconditioner
-    kernel_rank: int | None = None  # top eigenpairs applied in float64 (None: precond_rank); see Kernel
     seed: int = 0  # random test matrix of the Nystrom sketch
     # > 0: the costs below and from here up are two chains run side by side (see `cost_lanes`); pays
     # off when products are memory-bound (small kernels, few columns: low-shot), not for one big kernel
@@ -332,8 +331,7 @@ def solve_path(
     _check(gram.resid if isinstance(gram, Kernel) else gram, targets, costs)
     with blas.threads():
         kernel = gram if isinstance(gram, Kernel) else Kernel.build(gram.to(torch.float64).contiguous(),
-                                                                     settings.precond_rank, settings.seed,
-                                                                     settings.kernel_rank)
+                                                                     settings.precond_rank, settings.seed)
         result = _Solver(kernel, targets, costs, (pos_weight, neg_weight), settings).run(progress)
     rank = torch.tensor(sorted(range(len(costs)), key=lambda i: costs[i])).argsort()
     return PathResult(result.beta[rank], result.outputs[rank], result.violation[rank], result.passes,

@@ -84,13 +84,6 @@ def test_row_layout_product_equals_the_column_product(gram: torch.Tensor) -> Non
     assert kernel.packed and len(kernel.packed) == 1
 
 
-def test_kernel_keeps_fewer_eigenpairs_than_its_preconditioner(gram: torch.Tensor) -> None:
-    kernel = Kernel.build(gram[None], 24, seed=0, deflate=6)
-    assert kernel.basis.shape == (1, 130, 6) and kernel.pbasis.shape == (1, 130, 24)
-    torch.testing.assert_close(kernel.lam, kernel.plam[:, -6:])
-    torch.testing.assert_close(kernel.dense()[0], gram, rtol=1e-6, atol=1e-6)
-
-
 def test_block_product_equals_the_gathered_block(gram: torch.Tensor) -> None:
     kernel = Kernel.build(gram[None], 12, seed=0)
     rows, cols = torch.tensor([3, 0, 99, 17]), torch.arange(40, 100)
